@@ -1,0 +1,101 @@
+"""A DuckDB catalog over one run: a view per table, the `sft` and `rl` views, and read-only queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from synth.store.parquet import SHARD_GLOB, shard_paths
+from synth.store.readonly import read_only_statement
+from synth.store.schema import TABLES, schema_for
+
+RUN_FILE = "run.json"
+
+# The tools offered, as the OpenAI `tools` list: `parameters` is parsed with json() so it nests as a
+# JSON object (not a string inside a string). Same dicts as `ToolSpec.openai_tool()`.
+_OPENAI_TOOLS = """to_json(list_transform(t.tools, lambda s: {
+    'type': 'function',
+    'function': {'name': s.name, 'description': s.description, 'parameters': json(s.parameters)}
+}))::VARCHAR"""
+
+_SFT = f"""CREATE VIEW sft AS
+SELECT t.id AS trajectory_id, t.task_id, v.rubric_kind, v.score, t.messages, {_OPENAI_TOOLS} AS tools
+FROM trajectories AS t JOIN verdicts AS v ON v.trajectory_id = t.id
+WHERE v.accepted"""
+
+_RL = f"""CREATE VIEW rl AS
+SELECT v.trajectory_id, v.task_id, k.prompt, {_OPENAI_TOOLS} AS tools,
+       k.initial_state AS environment, to_json(k.rubric)::VARCHAR AS rubric,
+       v.score AS reward, v.accepted
+FROM verdicts AS v
+JOIN trajectories AS t ON t.id = v.trajectory_id
+JOIN tasks AS k ON k.id = v.task_id"""
+
+
+class NotARunError(ValueError):
+    """The folder given is not a synth run (it has no run.json)."""
+
+
+def open_catalog(run_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views of `run_dir`: one per table (empty but typed
+    when the table has no shard yet) plus `sft` and `rl`. File access is limited to `run_dir`."""
+    run_dir = require_run(run_dir)
+    con = duckdb.connect(":memory:")
+    try:
+        for table in TABLES:
+            _table_view(con, run_dir, table)
+        con.execute(_SFT)
+        con.execute(_RL)
+        _harden(con, run_dir)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def require_run(run_dir: Path) -> Path:
+    """`run_dir` as an absolute path, if it is a synth run folder; NotARunError otherwise."""
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / RUN_FILE).is_file():
+        raise NotARunError(f"{run_dir} is not a synth run folder (no {RUN_FILE} in it)")
+    return run_dir
+
+
+def synth_query(run_dir: Path, sql: str) -> pa.Table:
+    """The result of one read-only statement over the run's views; ReadOnlyViolation for anything
+    that is not a single SELECT (or EXPLAIN of one)."""
+    statement = read_only_statement(sql)
+    con = open_catalog(run_dir)
+    try:
+        return con.sql(statement).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _table_view(con: duckdb.DuckDBPyConnection, run_dir: Path, table: str) -> None:
+    if not shard_paths(run_dir, table):
+        # read_parquet fails on a glob that matches nothing; an empty table of the schema keeps
+        # the view (and the views built on it) valid. Shards written later need a new catalog.
+        con.register(table, schema_for(table).empty_table())
+        return
+    pattern = _sql_string(f"{run_dir / table}/{SHARD_GLOB}")
+    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({pattern}, union_by_name = true)")
+
+
+def _harden(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
+    # Queries may read the run folder and nothing else: no other files, no network, no extension
+    # installs. The views still work since read_parquet stays inside the allowed directory (tested).
+    # The read-only guard refuses writes first; this is the second line, e.g. for a SELECT over
+    # read_csv('/etc/passwd').
+    con.execute(f"SET allowed_directories = [{_sql_string(f'{run_dir}/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _sql_string(text: str) -> str:
+    """`text` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,1 @@
+"""Seed taxonomy and tool spec sets, as data, loaded by `synth.catalog`."""
