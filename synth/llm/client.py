@@ -1,0 +1,302 @@
+"""The one chat client every role uses: the official `openai` SDK plus what a long run needs.
+
+It owns, once for all roles: bounded concurrency per endpoint, retries (429 honouring Retry-After,
+5xx, timeouts, dropped connections) with capped exponential backoff and jitter, fail-fast on
+400/401/403/404, JSON answers validated with pydantic and repaired by re-asking, K2 raw tool-call
+sections turned into real tool calls, and usage and cost per call. The SDK's own retries are off:
+the client must see every 429 and count every retry, which the SDK's internal loop hides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx2
+import openai
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp
+
+from synth.llm.errors import EndpointRejected, JsonAnswerError, ModelCallError, RetriesExhausted
+from synth.llm.k2 import has_raw_tool_calls, parse_raw_tool_calls
+from synth.llm.presets import OFFLINE_BASE_URL, EndpointConfig
+from synth.llm.pricing import PriceTable, default_price_table
+from synth.records import FunctionCall, Message, Role, ToolCall, Usage
+
+T = TypeVar("T", bound=BaseModel)
+
+JSON_INSTRUCTION = "Reply with one JSON object, and nothing else, that validates against this JSON Schema:"
+_FAIL_FAST = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found", 422: "unprocessable"}
+
+
+@dataclass
+class ChatResult:
+    message: Message
+    finish_reason: str
+    usage: Usage
+    model: str
+
+
+@dataclass
+class _Endpoint:
+    config: EndpointConfig
+    sdk: openai.AsyncOpenAI
+    gate: asyncio.Semaphore
+
+
+class ChatClient:
+    """Chat completions for every role, each role on its own endpoint."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[Role, EndpointConfig],
+        *,
+        env: Mapping[str, str],
+        apps: Mapping[str, ASGIApp] | None = None,
+        prices: PriceTable | None = None,
+        seed: int = 0,
+    ) -> None:
+        """`apps` serves base URLs in-process (the offline and scripted models); others go over HTTP."""
+        self._configs = dict(endpoints)
+        self._env = env
+        self._apps = dict(apps or {})
+        self._prices = prices or default_price_table()
+        self._jitter = random.Random(seed)
+        self._endpoints: dict[Role, _Endpoint] = {}
+        self._shared: dict[tuple[str, str | None], _Endpoint] = {}
+        self.totals: dict[Role, Usage] = {}
+
+    def config(self, role: Role) -> EndpointConfig:
+        return self._configs[role]
+
+    def _endpoint(self, role: Role) -> _Endpoint:
+        if role in self._endpoints:
+            return self._endpoints[role]
+        config = self._configs[role]
+        key = (config.base_url, config.api_key_env)
+        if key not in self._shared:
+            api_key = self._env.get(config.api_key_env, "") if config.api_key_env else ""
+            app = self._apps.get(config.base_url)
+            if app is None and config.base_url == OFFLINE_BASE_URL:
+                raise ModelCallError(role, "the offline model was not mounted; build the client with apps=")
+            http_client = (
+                openai.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=app))
+                if app is not None
+                else openai.DefaultAioHttpClient()
+            )
+            sdk = openai.AsyncOpenAI(
+                base_url=config.base_url,
+                api_key=api_key or "not-needed",
+                max_retries=0,
+                timeout=config.timeout_s,
+                http_client=http_client,
+            )
+            self._shared[key] = _Endpoint(config, sdk, asyncio.Semaphore(config.max_concurrency))
+        self._endpoints[role] = self._shared[key]
+        return self._endpoints[role]
+
+    async def aclose(self) -> None:
+        for endpoint in self._shared.values():
+            await endpoint.sdk.close()
+        self._shared.clear()
+        self._endpoints.clear()
+
+    async def chat(
+        self,
+        role: Role,
+        messages: list[Message],
+        *,
+        seed: int,
+        tools: list[dict[str, Any]] | None = None,
+        json_mode: bool = False,
+        max_tokens: int | None = None,
+    ) -> ChatResult:
+        """One completion, retried through transient faults; raises ModelCallError otherwise."""
+        endpoint = self._endpoint(role)
+        config = endpoint.config
+        request: dict[str, Any] = {
+            "model": config.model,
+            "messages": [m.to_openai() for m in messages],
+            "seed": seed,
+        }
+        if config.temperature is not None:
+            request["temperature"] = config.temperature
+        if tools:
+            request["tools"] = tools
+            request["tool_choice"] = "auto"
+        if json_mode:
+            request["response_format"] = {"type": "json_object"}
+        if max_tokens is not None:
+            request["max_tokens"] = max_tokens
+        response, retries = await self._create(role, endpoint, request)
+        result = self._result(role, config, response, retries)
+        self.totals[role] = self.totals.get(role, Usage()).add(result.usage)
+        return result
+
+    async def _create(self, role: Role, endpoint: _Endpoint, request: dict[str, Any]) -> tuple[Any, int]:
+        config = endpoint.config
+        for attempt in range(config.max_retries + 1):
+            try:
+                async with endpoint.gate:
+                    return await endpoint.sdk.chat.completions.create(**request), attempt
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
+                    raise EndpointRejected(role, self._rejection(config, status, exc)) from None
+                delay = _retry_after(exc.response.headers) if status == 429 else None
+                problem = f"HTTP {status}"
+            except openai.APITimeoutError:
+                delay, problem = None, f"timed out after {config.timeout_s:g}s"
+            except openai.APIConnectionError as exc:
+                delay, problem = None, f"connection failed ({type(exc.__cause__ or exc).__name__})"
+            if attempt == config.max_retries:
+                raise RetriesExhausted(
+                    role, f"{config.base_url}: {problem}, still failing after {config.max_retries} retries"
+                )
+            await asyncio.sleep(self._backoff(config, attempt, delay))
+        raise AssertionError("unreachable")
+
+    def _backoff(self, config: EndpointConfig, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            # The server knows best; still bounded, so one bad header cannot stall a run for hours.
+            return min(retry_after, 10 * config.max_backoff_s)
+        ceiling = min(config.max_backoff_s, 0.25 * 2**attempt)
+        return ceiling * (0.5 + 0.5 * self._jitter.random())
+
+    def _rejection(self, config: EndpointConfig, status: int, exc: openai.APIStatusError) -> str:
+        what = f"{config.base_url} answered {status} ({_FAIL_FAST.get(status, 'client error')})"
+        if status == 401:
+            variable = config.api_key_env or "the endpoint's API key variable"
+            return f"{what}: the API key was refused or missing; set {variable} to a valid key"
+        if status == 404:
+            return f"{what}: check the base URL and that model {config.model!r} exists (GET /v1/models)"
+        detail = _error_message(exc)
+        return f"{what}: {detail}" if detail else what
+
+    def _result(self, role: Role, config: EndpointConfig, response: Any, retries: int) -> ChatResult:
+        if not response.choices:
+            raise ModelCallError(role, f"{config.base_url} returned no choices")
+        choice = response.choices[0]
+        raw = choice.message
+        extra = raw.model_extra or {}
+        message = Message(
+            role="assistant",
+            content=raw.content,
+            reasoning_content=extra.get("reasoning_content") or getattr(raw, "reasoning_content", None),
+            tool_calls=[
+                ToolCall(id=call.id, function=FunctionCall(name=call.function.name, arguments=call.function.arguments))
+                for call in raw.tool_calls or []
+                if getattr(call, "function", None) is not None
+            ],
+        )
+        if not message.tool_calls and has_raw_tool_calls(message.content):
+            parsed = parse_raw_tool_calls(message.content)
+            message = message.model_copy(update={"content": parsed.content, "tool_calls": parsed.tool_calls})
+        model = response.model or config.model
+        return ChatResult(
+            message=message,
+            finish_reason=str(choice.finish_reason or "stop"),
+            usage=self._usage(model, response.usage, retries),
+            model=model,
+        )
+
+    def _usage(self, model: str, usage: Any, retries: int) -> Usage:
+        if usage is None:
+            return Usage(calls=1, retries=retries)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None) if details is not None else None
+        if cached is None:  # Moonshot reports cache hits at the top level of usage
+            cached = (usage.model_extra or {}).get("cached_tokens", 0)
+        prompt, completion = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+        cost = self._prices.cost_usd(model, prompt, int(cached or 0), completion)
+        return Usage(
+            calls=1,
+            prompt_tokens=prompt,
+            cached_prompt_tokens=int(cached or 0),
+            completion_tokens=completion,
+            cost_usd=cost or 0.0,
+            retries=retries,
+        )
+
+    async def chat_json(
+        self, role: Role, messages: list[Message], answer_type: type[T], *, seed: int
+    ) -> tuple[T, Usage]:
+        """A JSON answer validated as `answer_type`; an invalid one is shown its error and re-asked."""
+        schema = json.dumps(answer_type.model_json_schema(), separators=(",", ":"))
+        instruction = f"{JSON_INSTRUCTION}\n```json\n{schema}\n```"
+        conversation = _with_instruction(messages, instruction)
+        spent = Usage()
+        attempts = self._configs[role].json_repair_attempts + 1
+        problem = ""
+        for attempt in range(attempts):
+            result = await self.chat(role, conversation, seed=seed + attempt, json_mode=True)
+            spent = spent.add(result.usage)
+            text = result.message.content or ""
+            try:
+                if result.finish_reason == "length":
+                    raise ValueError("the answer was cut off (finish_reason=length); answer more briefly")
+                return answer_type.model_validate_json(_strip_fence(text)), spent
+            except (ValidationError, ValueError) as exc:
+                problem = _short(exc)
+            conversation = [
+                *conversation,
+                Message(role="assistant", content=text),
+                Message(
+                    role="user",
+                    content=f"That answer was not valid: {problem}\nReply again with only the corrected JSON object.",
+                ),
+            ]
+        error = JsonAnswerError(role, f"no valid {answer_type.__name__} after {attempts} attempts: {problem}")
+        error.usage = spent  # type: ignore[attr-defined]
+        raise error
+
+
+def _with_instruction(messages: list[Message], instruction: str) -> list[Message]:
+    if messages and messages[0].role == "system":
+        first = messages[0]
+        return [first.model_copy(update={"content": f"{first.content}\n\n{instruction}"}), *messages[1:]]
+    return [Message(role="system", content=instruction), *messages]
+
+
+def _strip_fence(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[-1].rsplit("```", 1)[0]
+    return stripped
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+    return str(exc)[:300]
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if scale == 1.0 else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    return None
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return ""

@@ -1,0 +1,187 @@
+"""The offline model as an OpenAI-compatible ASGI app (`/v1/chat/completions`, `/v1/models`).
+
+It runs in-process behind the SDK's HTTP transport or on a loopback port (`synth serve-offline`);
+either way requests travel through the real `openai` SDK. Answers are a function of the request
+(and its seed), so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections import OrderedDict
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from synth.llm.offline.chat_answers import STOP_MARKER, ChatAnswer, answer_policy, answer_user
+from synth.llm.offline.faults import Fault, FaultConfig, FaultPlan
+from synth.llm.offline.json_answers import answer_json
+from synth.llm.presets import OFFLINE_MODEL
+
+_PREFIX_CACHE_SIZE = 4096
+
+
+class DroppedConnection(ConnectionError):
+    """Raised mid-response to cut the connection, as a flaky network would."""
+
+
+class OfflineModel:
+    """A deterministic model playing every role, with fault injection. One instance per server."""
+
+    def __init__(
+        self,
+        faults: FaultConfig | None = None,
+        *,
+        model: str = OFFLINE_MODEL,
+        slip_rate: float = 0.15,
+        raw_tool_calls: bool = False,
+        api_key: str | None = None,
+    ) -> None:
+        self.model = model
+        self.slip_rate = slip_rate
+        self.raw_tool_calls = raw_tool_calls
+        self._api_key = api_key
+        self._plan = FaultPlan(faults or FaultConfig())
+        self._seen_prefixes: OrderedDict[str, None] = OrderedDict()
+        self.requests = 0
+        self.faults_served: dict[str, int] = {}
+        self.app = Starlette(
+            routes=[
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            ]
+        )
+
+    async def _models(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "synth"}]}
+        )
+
+    async def _chat(self, request: Request) -> JSONResponse:
+        self.requests += 1
+        if self._api_key is not None and request.headers.get("authorization") != f"Bearer {self._api_key}":
+            return _error(401, "Invalid Authentication", "invalid_authentication_error")
+        try:
+            body = await request.json()
+            messages = body["messages"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return _error(400, "request body must be JSON with a 'messages' list", "invalid_request_error")
+        fault = self._plan.next()
+        self.faults_served[fault] = self.faults_served.get(fault, 0) + 1
+        config = self._plan.config
+        if config.latency_s:
+            await asyncio.sleep(config.latency_s)
+        if fault in ("rate_limit", "rate_limit_retry_after"):
+            headers = {"retry-after": f"{config.retry_after_s:g}"} if fault == "rate_limit_retry_after" else None
+            return _error(429, "Rate limit reached, slow down", "rate_limit_error", headers)
+        if fault == "server_error":
+            return _error(500, "The server had an error while processing your request", "server_error")
+        if fault == "unauthorized":
+            return _error(401, "Invalid Authentication", "invalid_authentication_error")
+        if fault == "timeout":
+            await asyncio.sleep(config.timeout_s)
+        if fault == "drop":
+            raise DroppedConnection("offline model dropped the connection (injected fault)")
+        return JSONResponse(self.complete(body, messages, fault))
+
+    def complete(self, body: dict[str, Any], messages: list[dict[str, Any]], fault: Fault = "ok") -> dict[str, Any]:
+        """The chat completion JSON for a request body (no transport faults applied)."""
+        rng = random.Random(_fingerprint(body))
+        tools = body.get("tools") or []
+        json_mode = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+        finish = "stop"
+        if json_mode:
+            text = json.dumps(answer_json(_all_text(messages), rng), ensure_ascii=False)
+            if fault == "malformed_json":
+                text = text[: max(1, len(text) // 2)] + " <- not JSON"
+            answer = ChatAnswer(content=text)
+        elif tools:
+            answer = answer_policy(messages, tools, rng, self.slip_rate)
+            if answer.tool_calls and fault == "bad_arguments":
+                answer.tool_calls[0]["function"]["arguments"] = '{"broken": '
+            if answer.tool_calls and fault == "unknown_tool":
+                answer.tool_calls[0]["function"]["name"] = "nonexistent_tool"
+        elif STOP_MARKER in _all_text([m for m in messages if m.get("role") == "system"]):
+            answer = answer_user(messages, rng)
+        else:
+            answer = ChatAnswer(content="OK.")
+        if answer.tool_calls:
+            finish = "tool_calls"
+        if fault == "truncated":
+            text = answer.content or json.dumps(answer.tool_calls)
+            answer = ChatAnswer(content=text[: max(1, len(text) // 2)])
+            finish = "length"
+        return self._completion(body, messages, answer, finish)
+
+    def _completion(
+        self, body: dict[str, Any], messages: list[dict[str, Any]], answer: ChatAnswer, finish: str
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+        if answer.tool_calls and self.raw_tool_calls:
+            message["content"] = (answer.content or "") + _raw_section(answer.tool_calls)
+        elif answer.tool_calls:
+            message["tool_calls"] = answer.tool_calls
+        prompt_tokens = _tokens(json.dumps(messages)) + _tokens(json.dumps(body.get("tools") or []))
+        completion_tokens = _tokens(json.dumps(message))
+        return {
+            "id": "chatcmpl-" + _fingerprint(body)[:24],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": "synth-offline",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self._cached_tokens(body, messages)},
+            },
+        }
+
+    def _cached_tokens(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> int:
+        # Like a provider prompt cache: the system prompt + tools prefix is billed at the cached rate
+        # once the same prefix has been seen before.
+        prefix = json.dumps([m for m in messages[:1] if m.get("role") == "system"]) + json.dumps(
+            body.get("tools") or []
+        )
+        key = hashlib.sha256(prefix.encode()).hexdigest()
+        if key in self._seen_prefixes:
+            self._seen_prefixes.move_to_end(key)
+            return _tokens(prefix)
+        self._seen_prefixes[key] = None
+        if len(self._seen_prefixes) > _PREFIX_CACHE_SIZE:
+            self._seen_prefixes.popitem(last=False)
+        return 0
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
+
+
+def _fingerprint(body: dict[str, Any]) -> str:
+    relevant = {k: body.get(k) for k in ("messages", "tools", "response_format", "seed", "model")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _all_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(str(m.get("content") or "") for m in messages)
+
+
+def _tokens(text: str) -> int:
+    # About four characters a token, as for English text with common tokenizers.
+    return max(1, len(text) // 4)
+
+
+def _raw_section(calls: list[dict[str, Any]]) -> str:
+    parts = [
+        f"<|tool_call_begin|>{call['id']}<|tool_call_argument_begin|>{call['function']['arguments']}<|tool_call_end|>"
+        for call in calls
+    ]
+    return "<|tool_calls_section_begin|>" + "".join(parts) + "<|tool_calls_section_end|>"

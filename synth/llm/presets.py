@@ -1,0 +1,90 @@
+"""Named endpoint presets: where each role's requests go, with which model and which key variable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OFFLINE_BASE_URL = "http://synth-offline.invalid/v1"
+"""The in-process offline model. `.invalid` never resolves, so this can never reach a network."""
+
+OFFLINE_MODEL = "synth-offline-1"
+
+
+class EndpointConfig(BaseModel):
+    """One OpenAI-compatible endpoint as a role uses it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(description="OpenAI-compatible base URL, ending in /v1")
+    model: str = Field(description="model id as the endpoint's GET /v1/models lists it")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the key")
+    key_required: bool = Field(default=False, description="fail before the run when the key is missing")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_concurrency: int = Field(default=32, gt=0, description="requests in flight to this endpoint")
+    timeout_s: float = Field(default=120.0, gt=0, description="per request")
+    max_retries: int = Field(default=6, ge=0, description="for 429, 5xx, timeouts, dropped connections")
+    max_backoff_s: float = Field(default=30.0, gt=0, description="cap of one backoff sleep")
+    json_repair_attempts: int = Field(default=2, ge=0, description="re-asks after an invalid JSON answer")
+
+    @property
+    def is_offline(self) -> bool:
+        return self.base_url == OFFLINE_BASE_URL
+
+
+def _offline(env: Mapping[str, str]) -> EndpointConfig:
+    return EndpointConfig(base_url=OFFLINE_BASE_URL, model=OFFLINE_MODEL, max_concurrency=64)
+
+
+def _kimi_k2(env: Mapping[str, str]) -> EndpointConfig:
+    return EndpointConfig(
+        base_url=env.get("MOONSHOT_BASE_URL", "https://api.moonshot.ai/v1"),
+        model="kimi-k2-0905-preview",
+        api_key_env="MOONSHOT_API_KEY",
+        key_required=True,
+        temperature=0.6,
+        max_concurrency=8,
+    )
+
+
+def _local_server(default_url: str, url_env: str) -> Callable[[Mapping[str, str]], EndpointConfig]:
+    def build(env: Mapping[str, str]) -> EndpointConfig:
+        # vLLM and SGLang accept any key unless started with --api-key; K2 served with
+        # `--tool-call-parser kimi_k2` answers with real tool calls.
+        return EndpointConfig(
+            base_url=env.get(url_env, default_url),
+            model="moonshotai/Kimi-K2-Instruct",
+            api_key_env="SYNTH_LOCAL_API_KEY",
+            temperature=0.6,
+            max_concurrency=64,
+        )
+
+    return build
+
+
+def _openai_compatible(env: Mapping[str, str]) -> EndpointConfig:
+    return EndpointConfig(
+        base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+        model="gpt-4o-mini",
+        api_key_env="OPENAI_API_KEY",
+        key_required=True,
+        max_concurrency=16,
+    )
+
+
+PRESETS: Mapping[str, Callable[[Mapping[str, str]], EndpointConfig]] = {
+    "offline": _offline,
+    "kimi-k2": _kimi_k2,
+    "vllm": _local_server("http://localhost:8000/v1", "VLLM_BASE_URL"),
+    "sglang": _local_server("http://localhost:30000/v1", "SGLANG_BASE_URL"),
+    "openai": _openai_compatible,
+}
+
+
+def preset_endpoint(name: str, env: Mapping[str, str]) -> EndpointConfig:
+    """The endpoint a preset names, reading base URLs from `env` where the preset allows it."""
+    try:
+        return PRESETS[name](env)
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
