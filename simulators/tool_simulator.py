@@ -1,0 +1,169 @@
+"""The tool simulator: K2's "world model". Validates a call, plays it on the state, records it.
+
+Arguments are checked against the spec's JSON Schema first; an invalid call gets an error result,
+as a real API would answer, and changes nothing. The outcome (success, partial failure, edge case,
+transient error) is drawn from seeded rates, then the `tool` role plays it: given the spec, the state
+and the call it returns a result and a state patch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulators.state import merge_patch
+from synth.llm.client import ChatClient
+from synth.llm.errors import ModelCallError
+from synth.records import Message, StateChange, ToolSpec, Usage
+
+Outcome = Literal["success", "partial_failure", "edge_case", "transient_error", "invalid_arguments"]
+
+
+class OutcomeRates(BaseModel):
+    """Controlled stochasticity: how often each non-success outcome is played, per call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partial_failure: float = Field(default=0.03, ge=0, le=1)
+    edge_case: float = Field(default=0.05, ge=0, le=1)
+    transient_error: float = Field(default=0.04, ge=0, le=1)
+
+
+class ToolOutcome(BaseModel):
+    """What the `tool` role answers for one call."""
+
+    model_config = ConfigDict(title="ToolOutcome")
+
+    result: dict[str, Any] = Field(description="the tool's JSON result, shaped by its returns schema")
+    state_patch: dict[str, Any] = Field(
+        default_factory=dict, description="JSON merge patch of the environment state; {} for reads"
+    )
+
+
+@dataclass
+class ToolStep:
+    content: str
+    state: dict[str, Any]
+    change: StateChange
+    usage: Usage
+
+
+class ToolSimulator:
+    def __init__(self, client: ChatClient, rates: OutcomeRates | None = None) -> None:
+        self._client = client
+        self._rates = rates or OutcomeRates()
+
+    def draw_outcome(self, seed: int) -> Outcome:
+        draw = random.Random(seed).random()
+        for outcome, rate in (
+            ("partial_failure", self._rates.partial_failure),
+            ("edge_case", self._rates.edge_case),
+            ("transient_error", self._rates.transient_error),
+        ):
+            if draw < rate:
+                return outcome  # type: ignore[return-value]
+            draw -= rate
+        return "success"
+
+    async def call(
+        self, spec: ToolSpec, state: dict[str, Any], call_id: str, arguments: dict[str, Any], *, step: int, seed: int
+    ) -> ToolStep:
+        """Play one validated call; the returned state is new (the input state is not mutated)."""
+        problem = argument_problem(spec, arguments)
+        if problem is not None:
+            return self._unchanged(
+                spec, state, call_id, step, "invalid_arguments", {"error": "invalid_arguments", "message": problem}
+            )
+        outcome = self.draw_outcome(seed)
+        if outcome == "transient_error":
+            return self._unchanged(
+                spec,
+                state,
+                call_id,
+                step,
+                outcome,
+                {"error": "temporarily_unavailable", "message": "timed out; try again"},
+            )
+        prompt = "\n".join(
+            [
+                "Simulate this tool call against the environment state, as the real service would.",
+                f"Tool: {json.dumps(_spec_view(spec), separators=(',', ':'))}",
+                f"State: {json.dumps(state, separators=(',', ':'))}",
+                f"Arguments: {json.dumps(arguments, separators=(',', ':'))}",
+                f"Outcome: {outcome}",
+                "A read never changes the state. A write returns a state_patch (JSON merge patch) that makes "
+                "later reads see it. For edge_case return an empty or not-found result; for partial_failure "
+                "a result that is only partly successful.",
+            ]
+        )
+        messages = [
+            Message(role="system", content="You are a tool simulator, a world model of APIs."),
+            Message(role="user", content=prompt),
+        ]
+        try:
+            answer, usage = await self._client.chat_json("tool", messages, ToolOutcome, seed=seed)
+        except ModelCallError as exc:
+            step_result = self._unchanged(
+                spec,
+                state,
+                call_id,
+                step,
+                "transient_error",
+                {"error": "tool_simulator_failed", "message": str(exc)[:200]},
+            )
+            step_result.usage = getattr(exc, "usage", Usage())
+            return step_result
+        patch = answer.state_patch if spec.effect == "write" else {}
+        new_state = merge_patch(state, patch)
+        change = StateChange(
+            step=step,
+            tool_call_id=call_id,
+            tool_name=spec.name,
+            ok=True,
+            outcome=outcome,
+            state_patch=patch,
+            state_after=new_state,
+        )
+        return ToolStep(json.dumps(answer.result, ensure_ascii=False), new_state, change, usage)
+
+    def _unchanged(
+        self, spec: ToolSpec, state: dict[str, Any], call_id: str, step: int, outcome: str, result: dict[str, Any]
+    ) -> ToolStep:
+        change = StateChange(
+            step=step,
+            tool_call_id=call_id,
+            tool_name=spec.name,
+            ok=False,
+            outcome=outcome,
+            state_patch={},
+            state_after=state,
+        )
+        return ToolStep(json.dumps(result), state, change, Usage())
+
+
+def argument_problem(spec: ToolSpec, arguments: Any) -> str | None:
+    """Why `arguments` do not fit the spec's parameter schema, or None when they do."""
+    if not isinstance(arguments, dict):
+        return "arguments must be a JSON object"
+    validator = jsonschema.Draft202012Validator(spec.parameters)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "(arguments)"
+    return f"{where}: {error.message}"[:300]
+
+
+def _spec_view(spec: ToolSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "effect": spec.effect,
+        "parameters": spec.parameters,
+        "returns": spec.returns,
+        "failure_modes": spec.failure_modes,
+    }

@@ -1,0 +1,48 @@
+"""What every stage is handed: the client, the run settings, the data catalogs, and a failure sink."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from simulators.tool_simulator import OutcomeRates, ToolSimulator
+from simulators.user_simulator import UserSimulator
+from synth.catalog import RubricTemplate, Taxonomy
+from synth.config import RunConfig
+from synth.llm.client import ChatClient
+from synth.records import Failure, Persona, content_id
+
+
+@dataclass
+class Context:
+    client: ChatClient
+    run: RunConfig
+    taxonomy: Taxonomy
+    rubrics: dict[str, RubricTemplate]
+    personas: list[Persona]
+    outcome_rates: OutcomeRates = field(default_factory=OutcomeRates)
+    failures: list[Failure] = field(default_factory=list)
+
+    def seed_for(self, *parts: object) -> int:
+        """A call seed derived from the run seed and the item, so reruns ask the same questions."""
+        digest = hashlib.sha256(repr((self.run.seed, *parts)).encode()).digest()
+        return int.from_bytes(digest[:4], "big")
+
+    def fail(self, stage: str, item_id: str, reason: str) -> None:
+        """Record an item a stage could not produce; the funnel counts it."""
+        self.failures.append(
+            Failure(
+                id=content_id(stage, item_id, reason, prefix="fail-"),
+                stage=stage,  # type: ignore[arg-type]
+                item_id=item_id,
+                reason=reason[:500],
+                at=datetime.now(UTC),
+            )
+        )
+
+    def tool_simulator(self) -> ToolSimulator:
+        return ToolSimulator(self.client, self.outcome_rates)
+
+    def user_simulator(self) -> UserSimulator:
+        return UserSimulator(self.client)

@@ -1,0 +1,168 @@
+"""Stage 5: objective checks, then the rubric judge; only trajectories meeting both are accepted.
+
+The objective checks are cheap and cannot be talked round: a trajectory that calls a tool that does
+not exist, or keeps arguments that violate the schema, is rejected whatever the judge says.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulators.tool_simulator import argument_problem
+from synth.llm.errors import ModelCallError
+from synth.pipeline.context import Context
+from synth.records import CheckResult, CriterionScore, Message, Task, Trajectory, Usage, Verdict
+
+
+class JudgeScore(BaseModel):
+    name: str = Field(description="criterion name, exactly as given")
+    score: float = Field(ge=0, le=1, description="0 = not met at all, 1 = fully met")
+    rationale: str = Field(description="one or two sentences citing the transcript")
+
+
+class JudgeAnswer(BaseModel):
+    model_config = ConfigDict(title="JudgeAnswer")
+
+    scores: list[JudgeScore]
+
+
+def objective_checks(trajectory: Trajectory, task: Task) -> list[CheckResult]:
+    by_name = {tool.name: tool for tool in trajectory.tools}
+    calls = [call for message in trajectory.messages for call in message.tool_calls]
+    unparsed: list[str] = []
+    unknown: list[str] = []
+    invalid: dict[str, str] = {}
+    valid_later: set[str] = set()
+    for call in calls:
+        spec = by_name.get(call.function.name)
+        if spec is None:
+            unknown.append(call.function.name)
+            continue
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except json.JSONDecodeError:
+            unparsed.append(call.id)
+            invalid.setdefault(spec.name, "arguments are not JSON")
+            continue
+        problem = argument_problem(spec, arguments)
+        if problem:
+            invalid.setdefault(spec.name, problem)
+        else:
+            valid_later.add(spec.name)
+            invalid.pop(spec.name, None)  # recovered: a later call to the same tool was valid
+    succeeded = {change.tool_name for change in trajectory.state_trace if change.ok}
+    missing = [name for name in task.rubric.expected_tools if name not in succeeded]
+    last = trajectory.messages[-1] if trajectory.messages else None
+    return [
+        CheckResult(
+            name="tool_calls_parsed", passed=not unparsed, detail=f"unparseable: {unparsed}" if unparsed else ""
+        ),
+        CheckResult(name="tool_names_exist", passed=not unknown, detail=f"unknown tools: {unknown}" if unknown else ""),
+        CheckResult(
+            name="arguments_valid", passed=not invalid, detail="; ".join(f"{k}: {v}" for k, v in invalid.items())
+        ),
+        CheckResult(
+            name="expected_tools_covered", passed=not missing, detail=f"never succeeded: {missing}" if missing else ""
+        ),
+        CheckResult(
+            name="final_answer",
+            passed=bool(last and last.role == "assistant" and last.content and not last.tool_calls),
+            detail="" if last and last.role == "assistant" else "the episode does not end on an answer",
+        ),
+        CheckResult(
+            name="limits_respected",
+            passed=trajectory.stop_reason == "user_stop",
+            detail=f"stop reason: {trajectory.stop_reason}",
+        ),
+    ]
+
+
+async def judge(trajectory: Trajectory, task: Task, ctx: Context) -> Verdict:
+    checks = objective_checks(trajectory, task)
+    reasons = [
+        f"check failed: {c.name} ({c.detail})" if c.detail else f"check failed: {c.name}"
+        for c in checks
+        if not c.passed
+    ]
+    spent = Usage()
+    samples: list[dict[str, CriterionScore]] = []
+    judge_failed = False
+    for sample in range(ctx.run.judge_samples):
+        try:
+            answer, usage = await ctx.client.chat_json(
+                "judge",
+                _judge_messages(trajectory, task),
+                JudgeAnswer,
+                seed=ctx.seed_for("judge", trajectory.id, sample),
+            )
+        except ModelCallError as exc:
+            spent = spent.add(getattr(exc, "usage", Usage()))
+            reasons.append(f"judge failure: {exc}")
+            judge_failed = True
+            break
+        spent = spent.add(usage)
+        samples.append(
+            {s.name: CriterionScore(name=s.name, score=s.score, rationale=s.rationale) for s in answer.scores}
+        )
+    scores, score = _combine(task, samples, reasons)
+    threshold = task.rubric.pass_threshold
+    if not judge_failed and score < threshold:
+        reasons.append(f"rubric score {score:.2f} below threshold {threshold:.2f}")
+    accepted = not judge_failed and all(c.passed for c in checks) and score >= threshold
+    return Verdict(
+        trajectory_id=trajectory.id,
+        task_id=task.id,
+        rubric_kind=task.rubric.kind,
+        checks=checks,
+        scores=scores,
+        score=score,
+        accepted=accepted,
+        reasons=reasons,
+        judge_model=ctx.client.config("judge").model,
+        judge_usage=spent,
+    )
+
+
+def _combine(
+    task: Task, samples: list[dict[str, CriterionScore]], reasons: list[str]
+) -> tuple[list[CriterionScore], float]:
+    """Average each criterion over the samples and weight them; an unscored criterion counts 0."""
+    if not samples:
+        return [], 0.0
+    combined, total, weights = [], 0.0, 0.0
+    for criterion in task.rubric.criteria:
+        given = [s[criterion.name] for s in samples if criterion.name in s]
+        if not given:
+            reasons.append(f"judge gave no score for criterion {criterion.name}")
+        value = sum(s.score for s in given) / len(samples)
+        rationale = " | ".join(s.rationale for s in given)
+        combined.append(CriterionScore(name=criterion.name, score=round(value, 4), rationale=rationale))
+        total += criterion.weight * value
+        weights += criterion.weight
+    return combined, round(total / weights, 4)
+
+
+def _judge_messages(trajectory: Trajectory, task: Task) -> list[Message]:
+    transcript: list[dict[str, Any]] = [m.to_openai() for m in trajectory.messages if m.role != "system"]
+    criteria = [c.model_dump() for c in task.rubric.criteria]
+    prompt = "\n".join(
+        [
+            "Score this agent trajectory against its rubric. Judge only what the transcript shows.",
+            f"Rubric kind: {task.rubric.kind}",
+            f"User goal: {task.user_goal}",
+            f"Criteria: {json.dumps(criteria, separators=(',', ':'))}",
+            f"Expected tools: {json.dumps(task.rubric.expected_tools)}",
+            f"Checkpoints: {json.dumps(task.rubric.checkpoints)}",
+            f"Stop reason: {trajectory.stop_reason}",
+            "Transcript:",
+            f"```json\n{json.dumps(transcript, ensure_ascii=False)}\n```",
+            "Give one score per criterion, by its exact name.",
+        ]
+    )
+    return [
+        Message(role="system", content="You are a strict evaluator of tool-using AI agents."),
+        Message(role="user", content=prompt),
+    ]

@@ -1,0 +1,75 @@
+"""The funnel of a run, computed with DuckDB over its tables: what was made, kept, and what it cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synth.llm.pricing import default_price_table
+from synth.run_folder import read_run_info
+from synth.store import open_catalog, require_run
+
+
+def funnel(run_dir: Path) -> dict[str, Any]:
+    """Counts per stage, per rubric kind, failures by stage, and tokens and cost per role."""
+    run_dir = require_run(run_dir)
+    con = open_catalog(run_dir)
+    try:
+
+        def scalar(sql: str) -> int:
+            rows = con.sql(sql).fetchall()
+            return int(rows[0][0] or 0) if rows else 0
+
+        counts = {
+            "tools": scalar("SELECT count(*) FROM tools"),
+            "agents": scalar("SELECT count(*) FROM agents"),
+            "tasks": scalar("SELECT count(*) FROM tasks"),
+            "trajectories": scalar("SELECT count(*) FROM trajectories"),
+            "judged": scalar("SELECT count(*) FROM verdicts"),
+            "accepted": scalar("SELECT count(*) FROM verdicts WHERE accepted"),
+            "rejected": scalar("SELECT count(*) FROM verdicts WHERE NOT accepted"),
+        }
+        failures = dict(con.sql("SELECT stage, count(*) FROM failures GROUP BY stage ORDER BY stage").fetchall())
+        kinds = con.sql(
+            """
+            SELECT t.rubric.kind AS kind, count(*) AS tasks,
+                   count(v.trajectory_id) FILTER (WHERE v.accepted) AS accepted,
+                   count(v.trajectory_id) FILTER (WHERE NOT v.accepted) AS rejected,
+                   round(avg(v.score), 3) AS mean_score
+            FROM tasks t LEFT JOIN verdicts v ON v.task_id = t.id
+            GROUP BY kind ORDER BY kind
+            """
+        ).fetchall()
+        stops = dict(
+            con.sql("SELECT stop_reason, count(*) FROM trajectories GROUP BY stop_reason ORDER BY 2 DESC").fetchall()
+        )
+    finally:
+        con.close()
+    info = read_run_info(run_dir)
+    usage = info.get("usage", {})
+    prices = default_price_table()
+    k2_equivalent = 0.0
+    for role_usage in usage.values():
+        estimate = prices.estimated_cost_usd(
+            "kimi-k2-0905-preview",
+            role_usage.get("prompt_tokens", 0),
+            role_usage.get("cached_prompt_tokens", 0),
+            role_usage.get("completion_tokens", 0),
+        )
+        k2_equivalent += estimate or 0.0
+    return {
+        **counts,
+        "failures": failures,
+        "unaccounted_tasks": counts["tasks"]
+        - counts["judged"]
+        - sum(n for stage, n in failures.items() if stage in ("rollout", "judge")),
+        "by_rubric_kind": [
+            {"kind": k, "tasks": t, "accepted": a, "rejected": r, "mean_score": s} for k, t, a, r, s in kinds
+        ],
+        "stop_reasons": stops,
+        "usage": usage,
+        "tokens": sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in usage.values()),
+        "cost_usd": round(sum(u.get("cost_usd", 0.0) for u in usage.values()), 6),
+        "cost_usd_at_k2_prices": round(k2_equivalent, 4),
+        "finished": info.get("finished_at") is not None,
+    }
