@@ -17,7 +17,10 @@ def _apply(target: dict[str, Any], patch: dict[str, Any]) -> None:
     for key, value in patch.items():
         if value is None:
             target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+        elif isinstance(value, dict):
+            # RFC 7386: an object patch over a non-object starts from {}, so its nulls are dropped too.
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
             _apply(target[key], value)
         else:
             target[key] = copy.deepcopy(value)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from synth.config import ConfigError, load_config
+from synth.config import ConfigError, check_keys, load_config
 
 app = typer.Typer(
     add_completion=False,
@@ -54,7 +54,8 @@ def generate(
         flags[f"roles.{role}.model"] = model
     try:
         settings = load_config(config, os.environ, flags)
-        settings.endpoints(os.environ)
+        # Keys are checked before the folder is made: a run that cannot start writes nothing.
+        check_keys(settings.endpoints(os.environ), os.environ)
         run_dir = prepare_run_folder(out, settings)
     except (ConfigError, RunFolderError, ValueError) as exc:
         _fail(str(exc))
