@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulators.state import merge_patch
 from synth.llm.client import ChatClient
@@ -24,14 +24,36 @@ from synth.records import Message, StateChange, ToolSpec, Usage
 Outcome = Literal["success", "partial_failure", "edge_case", "transient_error", "invalid_arguments"]
 
 
-class OutcomeRates(BaseModel):
-    """Controlled stochasticity: how often each non-success outcome is played, per call."""
+class EffectRates(BaseModel):
+    """Per-call rates of the non-success outcomes for one effect type (the rest succeed)."""
 
     model_config = ConfigDict(extra="forbid")
 
     partial_failure: float = Field(default=0.03, ge=0, le=1)
-    edge_case: float = Field(default=0.05, ge=0, le=1)
-    transient_error: float = Field(default=0.04, ge=0, le=1)
+    edge_case: float = Field(default=0.05, ge=0, le=1, description="empty result, not found, conflict")
+    transient_error: float = Field(default=0.04, ge=0, le=1, description="timeout, rate limited")
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> EffectRates:
+        total = self.partial_failure + self.edge_case + self.transient_error
+        if total > 1:
+            raise ValueError(f"outcome rates add up to {total:.2f}; they must not exceed 1")
+        return self
+
+
+class OutcomeRates(EffectRates):
+    """Controlled stochasticity: these rates for every call, unless `read` or `write` overrides them."""
+
+    read: EffectRates | None = None
+    write: EffectRates | None = None
+
+    def for_effect(self, effect: str) -> EffectRates:
+        override = self.read if effect == "read" else self.write
+        return override or self
+
+
+EDGE_CASES: dict[str, tuple[str, ...]] = {"read": ("empty", "not_found"), "write": ("not_found", "conflict")}
+TRANSIENT_ERRORS = ("timeout", "rate_limited")
 
 
 class ToolOutcome(BaseModel):
@@ -58,17 +80,27 @@ class ToolSimulator:
         self._client = client
         self._rates = rates or OutcomeRates()
 
-    def draw_outcome(self, seed: int) -> Outcome:
-        draw = random.Random(seed).random()
+    def draw_outcome(self, seed: int, effect: str = "read") -> Outcome:
+        """The outcome class of one call: a function of the seed and the configured rates."""
+        return self._draw(seed, effect)[0]
+
+    def _draw(self, seed: int, effect: str) -> tuple[Outcome, str]:
+        rng = random.Random(seed)
+        rates = self._rates.for_effect(effect)
+        draw = rng.random()
         for outcome, rate in (
-            ("partial_failure", self._rates.partial_failure),
-            ("edge_case", self._rates.edge_case),
-            ("transient_error", self._rates.transient_error),
+            ("partial_failure", rates.partial_failure),
+            ("edge_case", rates.edge_case),
+            ("transient_error", rates.transient_error),
         ):
             if draw < rate:
-                return outcome  # type: ignore[return-value]
+                kinds = {
+                    "edge_case": EDGE_CASES.get(effect, EDGE_CASES["read"]),
+                    "transient_error": TRANSIENT_ERRORS,
+                }.get(outcome, ("partial",))
+                return outcome, rng.choice(kinds)  # type: ignore[return-value]
             draw -= rate
-        return "success"
+        return "success", "ok"
 
     async def call(
         self, spec: ToolSpec, state: dict[str, Any], call_id: str, arguments: dict[str, Any], *, step: int, seed: int
@@ -95,7 +127,7 @@ class ToolSimulator:
                 f"Tool: {json.dumps(_spec_view(spec), separators=(',', ':'))}",
                 f"State: {json.dumps(state, separators=(',', ':'))}",
                 f"Arguments: {json.dumps(arguments, separators=(',', ':'))}",
-                f"Outcome: {outcome}",
+                f"Outcome: {outcome}" + (f" ({detail})" if outcome == "edge_case" else ""),
                 "A read never changes the state. A write returns a state_patch (JSON merge patch) that makes "
                 "later reads see it. For edge_case return an empty or not-found result; for partial_failure "
                 "a result that is only partly successful.",
@@ -125,7 +157,7 @@ class ToolSimulator:
             tool_call_id=call_id,
             tool_name=spec.name,
             ok=True,
-            outcome=outcome,
+            outcome=f"{outcome}:{detail}" if outcome == "edge_case" else outcome,
             state_patch=patch,
             state_after=new_state,
         )

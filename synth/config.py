@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from simulators.tool_simulator import OutcomeRates
 from synth.llm.offline.faults import FaultConfig
 from synth.llm.presets import PRESETS, EndpointConfig, preset_endpoint
 from synth.records import ROLES, Role
@@ -67,6 +68,9 @@ class SynthConfig(BaseModel):
     roles: dict[Role, RoleOverride] = Field(default_factory=dict)
     run: RunConfig = Field(default_factory=RunConfig)
     offline_faults: FaultConfig = Field(default_factory=FaultConfig)
+    tool_outcomes: OutcomeRates = Field(
+        default_factory=OutcomeRates, description="how often simulated tools fail, per effect type"
+    )
 
     def endpoints(self, env: Mapping[str, str]) -> dict[Role, EndpointConfig]:
         """Each role's resolved endpoint: the preset, then the role's overrides."""
@@ -141,12 +145,13 @@ def load_config(
         config = SynthConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers)) from None
-    for role, override in config.roles.items():
-        for name in filter(None, (config.preset, override.preset)):
-            if name not in PRESETS:
-                raise ConfigError(f"roles.{role}.preset: unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     if config.preset not in PRESETS:
         raise ConfigError(f"preset: unknown preset {config.preset!r}; choose one of: {', '.join(PRESETS)}")
+    for role, override in config.roles.items():
+        if override.preset is not None and override.preset not in PRESETS:
+            raise ConfigError(
+                f"roles.{role}.preset: unknown preset {override.preset!r}; choose one of: {', '.join(PRESETS)}"
+            )
     return config
 
 

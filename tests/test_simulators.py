@@ -12,7 +12,7 @@ import pytest
 from scripted_support import CANCEL_ORDER, GET_ORDER, NO_FAULTS, make_context, make_task, tool_answer
 
 from simulators.state import merge_patch
-from simulators.tool_simulator import OutcomeRates, ToolSimulator
+from simulators.tool_simulator import EffectRates, OutcomeRates, ToolSimulator
 from simulators.user_simulator import STOP_MARKER, UserSimulator
 from synth.llm.client import ChatClient
 from synth.llm.offline import OfflineModel
@@ -99,23 +99,38 @@ def test_draw_outcome_is_a_function_of_the_seed(build: Build) -> None:
     assert [simulator.draw_outcome(seed) for seed in range(200)] == [again.draw_outcome(seed) for seed in range(200)]
 
 
+RATE_TOLERANCE = 0.015  # over 10,000 draws one standard deviation is at most 0.005: this is 3 sigma
+
+
 @pytest.mark.parametrize(
     "rates",
-    [OutcomeRates(), OutcomeRates(partial_failure=0.1, edge_case=0.2, transient_error=0.3)],
-    ids=["default", "high"],
+    [
+        OutcomeRates(),
+        OutcomeRates(partial_failure=0.1, edge_case=0.2, transient_error=0.3),
+        OutcomeRates(write=EffectRates(partial_failure=0.05, edge_case=0.25, transient_error=0.1)),
+    ],
+    ids=["default", "high", "write-override"],
 )
-def test_draw_outcome_rates_match_the_configuration(build: Build, rates: OutcomeRates) -> None:
+@pytest.mark.parametrize("effect", ["read", "write"])
+def test_draw_outcome_rates_match_the_configuration(build: Build, rates: OutcomeRates, effect: str) -> None:
     ctx, _ = build()
     simulator = ToolSimulator(ctx.client, rates)
-    draws = 5000
+    draws = 10_000
 
-    counts = Counter(simulator.draw_outcome(seed) for seed in range(draws))
+    counts = Counter(simulator.draw_outcome(seed, effect) for seed in range(draws))
 
-    expected = rates.model_dump()
+    expected = rates.for_effect(effect).model_dump(include={"partial_failure", "edge_case", "transient_error"})
     expected["success"] = 1 - sum(expected.values())
     for outcome, rate in expected.items():
-        assert abs(counts[outcome] / draws - rate) <= 0.02, (outcome, counts[outcome] / draws, rate)
+        assert abs(counts[outcome] / draws - rate) <= RATE_TOLERANCE, (outcome, counts[outcome] / draws, rate)
     assert set(counts) <= set(expected)
+    again = ToolSimulator(ctx.client, rates)
+    assert Counter(again.draw_outcome(seed, effect) for seed in range(draws)) == counts
+
+
+def test_outcome_rates_over_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        OutcomeRates(partial_failure=0.5, edge_case=0.4, transient_error=0.2)
 
 
 def test_zero_rates_always_succeed(build: Build) -> None:

@@ -57,7 +57,7 @@ async def generate(
 ) -> RunSummary:
     """Run every stage into `run_dir` (already prepared); returns the funnel's head counts."""
     client = build_client(config, env)
-    ctx = Context(client, config.run, load_taxonomy(), load_rubric_templates(), load_personas())
+    ctx = Context(client, config.run, load_taxonomy(), load_rubric_templates(), load_personas(), config.tool_outcomes)
     report = progress or (lambda stage, done, total: None)
     try:
         summary = await _generate(ctx, run_dir, report)

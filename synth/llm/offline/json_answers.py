@@ -8,7 +8,6 @@ follow the transcript) instead of being random filler.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from typing import Any
@@ -187,9 +186,14 @@ def _tool_outcome(prompt: str, schema: dict[str, Any], rng: random.Random) -> di
     name = str(tool.get("name", "tool"))
     collection = _collection(name)
     key = next((str(v) for k, v in sorted(args.items()) if k.endswith("id")), None)
-    if outcome == "edge_case":
+    if outcome.startswith("edge_case"):
+        if "not_found" in outcome:
+            return {"result": {"error": "not_found", "message": f"no record {key or ''} found"}, "state_patch": {}}
+        if "conflict" in outcome:
+            return {"result": {"error": "conflict", "message": "the record changed; reload and retry"},
+                    "state_patch": {}}
         return {"result": {"items": [], "note": "nothing matched"}, "state_patch": {}}
-    if outcome == "partial_failure":
+    if outcome.startswith("partial_failure"):
         return {"result": {"status": "partial", "detail": "some fields could not be processed"}, "state_patch": {}}
     if tool.get("effect") == "write":
         key = key or f"{collection[:3].upper()}-{rng.randint(1000, 9999)}"
@@ -277,14 +281,65 @@ def _facts(transcript: list[Any]) -> dict[str, Any]:
     }
 
 
+
+
+# ---------------------------------------------------------------- generator: domains
+
+_FACETS = (
+    "analytics", "billing", "scheduling", "compliance", "inventory", "notifications", "reporting",
+    "onboarding", "support", "auditing", "forecasting", "pricing", "routing", "monitoring", "payments",
+    "contracts", "quality", "training", "procurement", "feedback", "maintenance", "booking", "claims",
+    "licensing", "returns", "loyalty", "dispatch", "verification", "archiving", "approvals",
+)
+_MODIFIERS = (
+    "mobile", "enterprise", "regional", "community", "wholesale", "premium", "municipal", "rural",
+    "cross_border", "subscription", "self_service", "collaborative", "realtime", "federated", "field",
+    "outsourced", "cooperative", "peer", "managed", "boutique", "nonprofit", "campus", "industrial",
+)
+_FACET_ENTITY = {
+    "analytics": "metric", "billing": "invoice", "scheduling": "slot", "compliance": "rule",
+    "inventory": "stock_item", "notifications": "alert", "reporting": "report", "onboarding": "applicant",
+    "support": "ticket", "auditing": "audit_entry", "forecasting": "forecast", "pricing": "price_rule",
+    "routing": "route", "monitoring": "check", "payments": "payment", "contracts": "contract",
+    "quality": "inspection", "training": "course", "procurement": "purchase_order", "feedback": "review",
+    "maintenance": "work_order", "booking": "reservation", "claims": "claim", "licensing": "license",
+    "returns": "return_request", "loyalty": "reward", "dispatch": "dispatch_job", "verification": "document",
+    "archiving": "archive", "approvals": "approval",
+}
+
+
+def _domain_batch(prompt: str, schema: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    info = fields(prompt)
+    parent = info.get("parent", "general").split(" ")[0]
+    entities = [e.strip() for e in info.get("parent entities", "item").split(",") if e.strip()]
+    existing = set(json_field(prompt, "Existing") or [])
+    deepen = info.get("mode", "broaden") == "deepen"
+    count = int(info.get("count", "8") or 8)
+    words = list(_FACETS if deepen else _MODIFIERS)
+    rng.shuffle(words)
+    out = []
+    for word in words:
+        name = f"{parent}_{word}" if deepen else f"{word}_{parent}"
+        if name in existing or len(name) > 64:
+            continue
+        extra = _FACET_ENTITY.get(word, f"{word}_account")
+        label = humanize(word)
+        description = (
+            f"{label.capitalize()} for {humanize(parent)} software."
+            if deepen
+            else f"{humanize(parent).capitalize()} software for {label} settings."
+        )
+        out.append({"name": name, "description": description, "entities": [*entities[:3], extra]})
+        if len(out) == count:
+            break
+    return {"domains": out}
+
+
 HANDLERS: dict[str, Callable[[str, dict[str, Any], random.Random], dict[str, Any]]] = {
     "ToolBatch": _tool_batch,
     "AgentDraft": _agent_draft,
     "TaskDraft": _task_draft,
     "ToolOutcome": _tool_outcome,
     "JudgeAnswer": _judge,
+    "DomainBatch": _domain_batch,
 }
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
