@@ -111,15 +111,16 @@ class ToolSimulator:
             return self._unchanged(
                 spec, state, call_id, step, "invalid_arguments", {"error": "invalid_arguments", "message": problem}
             )
-        outcome = self.draw_outcome(seed)
+        outcome, detail = self._draw(seed, spec.effect)
         if outcome == "transient_error":
+            message = "the request timed out" if detail == "timeout" else "too many requests"
             return self._unchanged(
                 spec,
                 state,
                 call_id,
                 step,
-                outcome,
-                {"error": "temporarily_unavailable", "message": "timed out; try again"},
+                f"{outcome}:{detail}",
+                {"error": detail, "message": f"{message}; try again", "retryable": True},
             )
         prompt = "\n".join(
             [
