@@ -205,9 +205,30 @@ async def test_a_transient_error_changes_nothing_and_asks_no_model(build: Build)
 
     step = await simulator.call(CANCEL_ORDER, state, "functions.cancel_order:0", {"order_id": "A1"}, step=0, seed=5)
 
-    assert json.loads(step.content)["error"] == "temporarily_unavailable"
-    assert (step.change.ok, step.change.outcome, step.state) == (False, "transient_error", state)
+    result = json.loads(step.content)
+    assert result["error"] in ("timeout", "rate_limited") and result["retryable"] is True
+    assert (step.change.ok, step.change.outcome, step.state) == (False, f"transient_error:{result['error']}", state)
     assert models["tool"].requests == []
+
+
+async def test_edge_cases_of_a_write_are_not_found_or_conflict() -> None:
+    from synth.llm.client import ChatClient
+    from synth.llm.offline import OfflineModel
+    from synth.llm.presets import OFFLINE_BASE_URL, preset_endpoint
+    from synth.records import ROLES
+
+    model = OfflineModel()
+    endpoint = preset_endpoint("offline", {})
+    client = ChatClient(dict.fromkeys(ROLES, endpoint), env={}, apps={OFFLINE_BASE_URL: model.app})
+    simulator = ToolSimulator(client, OutcomeRates(partial_failure=0, edge_case=1.0, transient_error=0))
+    seen = set()
+    for seed in range(12):
+        step = await simulator.call(CANCEL_ORDER, {}, "functions.cancel_order:0", {"order_id": "A1"}, step=0, seed=seed)
+        seen.add(step.change.outcome)
+        assert step.state == {}
+        assert json.loads(step.content)["error"] in ("not_found", "conflict")
+    await client.aclose()
+    assert seen == {"edge_case:not_found", "edge_case:conflict"}
 
 
 # ---------------------------------------------------------------- the user simulator
