@@ -86,7 +86,7 @@ class ChatClient:
             if app is None and config.base_url == OFFLINE_BASE_URL:
                 raise ModelCallError(role, "the offline model was not mounted; build the client with apps=")
             http_client = (
-                openai.DefaultAsyncHttpxClient(transport=httpx2.ASGITransport(app=app))
+                openai.DefaultAsyncHttpxClient(transport=_InProcessTransport(app=app))
                 if app is not None
                 else openai.DefaultAioHttpClient()
             )
@@ -119,7 +119,7 @@ class ChatClient:
     ) -> ChatResult:
         """One completion, retried through transient faults; raises ModelCallError otherwise."""
         endpoint = self._endpoint(role)
-        config = endpoint.config
+        config = self._configs[role]  # the role's own settings; roles on one URL share only the pool
         request: dict[str, Any] = {
             "model": config.model,
             "messages": [m.to_openai() for m in messages],
@@ -134,17 +134,18 @@ class ChatClient:
             request["response_format"] = {"type": "json_object"}
         if max_tokens is not None:
             request["max_tokens"] = max_tokens
-        response, retries = await self._create(role, endpoint, request)
+        response, retries = await self._create(role, endpoint, config, request)
         result = self._result(role, config, response, retries)
         self.totals[role] = self.totals.get(role, Usage()).add(result.usage)
         return result
 
-    async def _create(self, role: Role, endpoint: _Endpoint, request: dict[str, Any]) -> tuple[Any, int]:
-        config = endpoint.config
+    async def _create(
+        self, role: Role, endpoint: _Endpoint, config: EndpointConfig, request: dict[str, Any]
+    ) -> tuple[Any, int]:
         for attempt in range(config.max_retries + 1):
             try:
                 async with endpoint.gate:
-                    return await endpoint.sdk.chat.completions.create(**request), attempt
+                    return await endpoint.sdk.chat.completions.create(**request, timeout=config.timeout_s), attempt
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
@@ -255,6 +256,22 @@ class ChatClient:
         error = JsonAnswerError(role, f"no valid {answer_type.__name__} after {attempts} attempts: {problem}")
         error.usage = spent  # type: ignore[attr-defined]
         raise error
+
+
+class _InProcessTransport(httpx2.ASGITransport):
+    """An in-process app behaves as it would over a socket: an answer slower than the read timeout
+    times out, and an app that cuts the connection (raises ConnectionError) is a network error. The
+    SDK reports these as APITimeoutError / APIConnectionError, so the call is retried."""
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        read_timeout = (request.extensions.get("timeout") or {}).get("read")
+        try:
+            async with asyncio.timeout(read_timeout):
+                return await super().handle_async_request(request)
+        except TimeoutError as exc:
+            raise httpx2.ReadTimeout(f"no answer within {read_timeout}s", request=request) from exc
+        except ConnectionError as exc:
+            raise httpx2.ReadError(f"connection dropped: {exc}", request=request) from exc
 
 
 def _with_instruction(messages: list[Message], instruction: str) -> list[Message]:

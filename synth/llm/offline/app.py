@@ -17,8 +17,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from synth.llm.offline.chat_answers import STOP_MARKER, ChatAnswer, answer_policy, answer_user
 from synth.llm.offline.faults import Fault, FaultConfig, FaultPlan
@@ -30,6 +31,15 @@ _PREFIX_CACHE_SIZE = 4096
 
 class DroppedConnection(ConnectionError):
     """Raised mid-response to cut the connection, as a flaky network would."""
+
+
+class _DroppedResponse(Response):
+    """Starts the answer, then raises: over a socket the server closes the connection mid-response
+    (raised before the start, the server would answer 500 instead of dropping)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        raise DroppedConnection("offline model dropped the connection (injected fault)")
 
 
 class OfflineModel:
@@ -64,7 +74,7 @@ class OfflineModel:
             {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "synth"}]}
         )
 
-    async def _chat(self, request: Request) -> JSONResponse:
+    async def _chat(self, request: Request) -> Response:
         self.requests += 1
         if self._api_key is not None and request.headers.get("authorization") != f"Bearer {self._api_key}":
             return _error(401, "Invalid Authentication", "invalid_authentication_error")
@@ -88,7 +98,7 @@ class OfflineModel:
         if fault == "timeout":
             await asyncio.sleep(config.timeout_s)
         if fault == "drop":
-            raise DroppedConnection("offline model dropped the connection (injected fault)")
+            return _DroppedResponse()
         return JSONResponse(self.complete(body, messages, fault))
 
     def complete(self, body: dict[str, Any], messages: list[dict[str, Any]], fault: Fault = "ok") -> dict[str, Any]:
