@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from synth.catalog import Category, Domain
 from synth.llm.errors import ModelCallError
 from synth.pipeline.context import Context
 from synth.records import Message, ToolSpec, content_id
-
-TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+from synth.toolrepo.validate import draft_problems
 
 
 class ToolDraft(BaseModel):
@@ -32,22 +29,9 @@ class ToolBatch(BaseModel):
 
 
 def spec_problem(draft: ToolDraft) -> str | None:
-    """Why a drafted tool cannot be kept, or None."""
-    if not TOOL_NAME.match(draft.name):
-        return f"name {draft.name!r} breaks the OpenAI rule ^[a-zA-Z0-9_-]{{1,64}}$"
-    if draft.parameters.get("type") != "object":
-        return "parameters must be a JSON Schema of type object"
-    try:
-        jsonschema.Draft202012Validator.check_schema(draft.parameters)
-        jsonschema.Draft202012Validator.check_schema(draft.returns)
-    except jsonschema.SchemaError as exc:
-        return f"not a valid JSON Schema: {exc.message}"
-    missing = set(draft.parameters.get("required", [])) - set(draft.parameters.get("properties", {}))
-    if missing:
-        return f"required names absent properties: {sorted(missing)}"
-    if not draft.description.strip():
-        return "empty description"
-    return None
+    """Why a drafted tool cannot be kept, or None (the repository's one validator decides)."""
+    problems = draft_problems(draft.name, draft.description, draft.parameters, draft.returns)
+    return problems[0] if problems else None
 
 
 async def generate_domain_tools(category: Category, domain: Domain, count: int, ctx: Context) -> list[ToolSpec]:
