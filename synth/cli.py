@@ -12,7 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
+from synth.cli_tools import tools_app
 from synth.config import ConfigError, check_keys, load_config
+from synth.records import ToolSpec
 
 app = typer.Typer(
     add_completion=False,
@@ -20,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Synthesise agentic tool-use training data (Kimi K2 §3.1.1 style).",
 )
+
+app.add_typer(tools_app, name="tools")
 
 
 class OutputFormat(StrEnum):
@@ -42,6 +46,9 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="run seed")] = None,
     base_url: Annotated[str | None, typer.Option(help="override every role's base URL")] = None,
     model: Annotated[str | None, typer.Option(help="override every role's model id")] = None,
+    tools: Annotated[
+        Path | None, typer.Option("--tools", help="start from this tool repository (synth tools ...)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Generate tools, agents, tasks, trajectories and verdicts into a run folder."""
@@ -56,6 +63,7 @@ def generate(
         settings = load_config(config, os.environ, flags)
         # Keys are checked before the folder is made: a run that cannot start writes nothing.
         check_keys(settings.endpoints(os.environ), os.environ)
+        repository = _load_repository(tools) if tools is not None else None
         run_dir = prepare_run_folder(out, settings)
     except (ConfigError, RunFolderError, ValueError) as exc:
         _fail(str(exc))
@@ -69,7 +77,7 @@ def generate(
     from synth.llm.errors import ModelCallError
 
     try:
-        summary = asyncio.run(run_generate(settings, run_dir, os.environ, progress))
+        summary = asyncio.run(run_generate(settings, run_dir, os.environ, progress, repository))
     except (KeyProblem, ModelCallError) as exc:
         _fail(f"{exc}\nwork finished so far is kept in {run_dir}", code=1)
         return
@@ -77,6 +85,15 @@ def generate(
         f"{run_dir}: {summary.tools} tools, {summary.agents} agents, {summary.tasks} tasks, "
         f"{summary.trajectories} trajectories, {summary.accepted} accepted, {summary.failures} failures"
     )
+
+
+def _load_repository(folder: Path) -> list[ToolSpec]:
+    from synth.store import read_table, require_run
+
+    specs = read_table(require_run(folder), "tools")
+    if not specs:
+        raise ValueError(f"{folder}: the tool repository holds no tools")
+    return specs  # type: ignore[return-value]
 
 
 @app.command()

@@ -53,30 +53,38 @@ def build_client(config: SynthConfig, env: Mapping[str, str]) -> ChatClient:
 
 
 async def generate(
-    config: SynthConfig, run_dir: Path, env: Mapping[str, str], progress: Progress | None = None
+    config: SynthConfig,
+    run_dir: Path,
+    env: Mapping[str, str],
+    progress: Progress | None = None,
+    tools: list[ToolSpec] | None = None,
 ) -> RunSummary:
-    """Run every stage into `run_dir` (already prepared); returns the funnel's head counts."""
+    """Run every stage into `run_dir` (already prepared); returns the funnel's head counts.
+    With `tools` (an existing repository), tool generation is skipped and agents draw from them."""
     client = build_client(config, env)
     ctx = Context(client, config.run, load_taxonomy(), load_rubric_templates(), load_personas(), config.tool_outcomes)
     report = progress or (lambda stage, done, total: None)
     try:
-        summary = await _generate(ctx, run_dir, report)
+        summary = await _generate(ctx, run_dir, report, tools)
     finally:
         await client.aclose()
     finish_run_info(run_dir, client.totals, {role: client.config(role).model for role in client.totals})
     return summary
 
 
-async def _generate(ctx: Context, run_dir: Path, report: Progress) -> RunSummary:
+async def _generate(ctx: Context, run_dir: Path, report: Progress, repository: list[ToolSpec] | None) -> RunSummary:
     run = ctx.run
     rng = random.Random(run.seed)
-    domains = rng.sample(ctx.taxonomy.domains(), min(run.domains, len(ctx.taxonomy.domains())))
-    tool_lists = await bounded(
-        (generate_domain_tools(category, domain, run.tools_per_domain, ctx) for category, domain in domains),
-        run.concurrency,
-        lambda done, total: report("tools", done, total),
-    )
-    usable = [tools for tools in tool_lists if tools]
+    if repository is not None:
+        usable = _domains_of(repository, run.domains, rng)
+    else:
+        domains = rng.sample(ctx.taxonomy.domains(), min(run.domains, len(ctx.taxonomy.domains())))
+        tool_lists = await bounded(
+            (generate_domain_tools(category, domain, run.tools_per_domain, ctx) for category, domain in domains),
+            run.concurrency,
+            lambda done, total: report("tools", done, total),
+        )
+        usable = [tools for tools in tool_lists if tools]
     all_tools = [tool for tools in usable for tool in tools]
     write_shard(run_dir, "tools", "00000", all_tools)
     if not usable:
@@ -125,6 +133,15 @@ async def _generate(ctx: Context, run_dir: Path, report: Progress) -> RunSummary
         accepted += sum(verdict.accepted for _, verdict in kept)
         done_before += len(chunk)
     return RunSummary(len(all_tools), len(agents), len(tasks), trajectories, accepted, failed)
+
+
+def _domains_of(repository: list[ToolSpec], count: int, rng: random.Random) -> list[list[ToolSpec]]:
+    """`count` domains' toolsets from a repository (imported tools without a domain group by source)."""
+    groups: dict[str, list[ToolSpec]] = {}
+    for tool in repository:
+        groups.setdefault(tool.domain or f"imported_{tool.source}", []).append(tool)
+    names = sorted(groups)
+    return [groups[name] for name in rng.sample(names, min(count, len(names)))]
 
 
 async def _episode(

@@ -1,0 +1,81 @@
+"""Build a tool repository at K2 scale: evolve domains, generate tools per domain, deduplicate as
+tools arrive, and write them as a Parquet table that `synth query` reads like any run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synth.catalog import load_personas, load_rubric_templates, load_taxonomy
+from synth.config import SynthConfig
+from synth.pipeline.context import Context
+from synth.pipeline.domains import evolve_domains
+from synth.pipeline.tools import generate_domain_tools
+from synth.records import ToolSpec
+from synth.run_folder import finish_run_info
+from synth.runners.inline import Progress, bounded, build_client
+from synth.store import write_shard
+from synth.toolrepo.dedup import Merge, NearDuplicateIndex
+
+SHARD_TOOLS = 5_000
+_SLACK = 1.15  # ask for more domains than strictly needed: some drafts are invalid or duplicates
+
+
+@dataclass
+class RepositorySummary:
+    tools: int
+    categories: int
+    domains: int
+    merged: list[Merge] = field(default_factory=list)
+    failures: int = 0
+
+
+async def build_tool_repository(
+    config: SynthConfig, out_dir: Path, target: int, env: Mapping[str, str], progress: Progress | None = None
+) -> RepositorySummary:
+    """At least `target` unique, valid tools (fewer only if the generator stalls) into `out_dir`."""
+    report = progress or (lambda stage, done, total: None)
+    client = build_client(config, env)
+    ctx = Context(client, config.run, load_taxonomy(), load_rubric_templates(), load_personas(), config.tool_outcomes)
+    per_domain = config.run.tools_per_domain
+    try:
+        domains = await evolve_domains(
+            ctx.taxonomy.categories,
+            math.ceil(target * _SLACK / per_domain),
+            ctx,
+            lambda done, total: report("domains", done, total),
+        )
+        index = NearDuplicateIndex()
+        kept: list[ToolSpec] = []
+        merged: list[Merge] = []
+        used_domains: set[str] = set()
+        batch = max(64, config.run.concurrency * 4)
+        for start in range(0, len(domains), batch):
+            if len(kept) >= target:
+                break
+            chunk = domains[start : start + batch]
+            lists = await bounded(
+                (generate_domain_tools(category, domain, per_domain, ctx) for category, domain in chunk),
+                config.run.concurrency,
+                lambda done, total: None,
+            )
+            for tools in lists:
+                for tool in tools:
+                    match = index.add(tool)
+                    if match is None:
+                        kept.append(tool)
+                        used_domains.add(tool.domain)
+                    else:
+                        merged.append(match)
+            report("tools", min(len(kept), target), target)
+    finally:
+        await client.aclose()
+    for number, begin in enumerate(range(0, len(kept), SHARD_TOOLS)):
+        write_shard(out_dir, "tools", f"{number:05d}", kept[begin : begin + SHARD_TOOLS])
+    failures = len(ctx.failures)
+    write_shard(out_dir, "failures", "generation", ctx.failures)
+    finish_run_info(out_dir, client.totals, {role: client.config(role).model for role in client.totals})
+    categories = {tool.category for tool in kept}
+    return RepositorySummary(len(kept), len(categories), len(used_domains), merged, failures)
