@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
-from synth.catalog import load_personas, load_rubric_templates, load_taxonomy
+from synth.catalog import Category, Domain, load_personas, load_rubric_templates, load_taxonomy
 from synth.config import SynthConfig
 from synth.pipeline.context import Context
 from synth.pipeline.domains import evolve_domains
@@ -20,7 +21,7 @@ from synth.store import write_shard
 from synth.toolrepo.dedup import Merge, NearDuplicateIndex
 
 SHARD_TOOLS = 5_000
-_SLACK = 1.15  # ask for more domains than strictly needed: some drafts are invalid or duplicates
+_SLACK = 1.4  # ask for more domains than strictly needed: some drafts are invalid or duplicates
 
 
 @dataclass
@@ -47,6 +48,7 @@ async def build_tool_repository(
             ctx,
             lambda done, total: report("domains", done, total),
         )
+        domains = _round_robin(domains)  # every category contributes even when the target comes early
         index = NearDuplicateIndex()
         kept: list[ToolSpec] = []
         merged: list[Merge] = []
@@ -79,3 +81,10 @@ async def build_tool_repository(
     finish_run_info(out_dir, client.totals, {role: client.config(role).model for role in client.totals})
     categories = {tool.category for tool in kept}
     return RepositorySummary(len(kept), len(categories), len(used_domains), merged, failures)
+
+
+def _round_robin(domains: list[tuple[Category, Domain]]) -> list[tuple[Category, Domain]]:
+    by_category: dict[str, list[tuple[Category, Domain]]] = {}
+    for pair in domains:
+        by_category.setdefault(pair[0].name, []).append(pair)
+    return [pair for row in zip_longest(*by_category.values()) for pair in row if pair is not None]

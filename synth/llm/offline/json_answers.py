@@ -190,8 +190,10 @@ def _tool_outcome(prompt: str, schema: dict[str, Any], rng: random.Random) -> di
         if "not_found" in outcome:
             return {"result": {"error": "not_found", "message": f"no record {key or ''} found"}, "state_patch": {}}
         if "conflict" in outcome:
-            return {"result": {"error": "conflict", "message": "the record changed; reload and retry"},
-                    "state_patch": {}}
+            return {
+                "result": {"error": "conflict", "message": "the record changed; reload and retry"},
+                "state_patch": {},
+            }
         return {"result": {"items": [], "note": "nothing matched"}, "state_patch": {}}
     if outcome.startswith("partial_failure"):
         return {"result": {"status": "partial", "detail": "some fields could not be processed"}, "state_patch": {}}
@@ -281,30 +283,96 @@ def _facts(transcript: list[Any]) -> dict[str, Any]:
     }
 
 
-
-
 # ---------------------------------------------------------------- generator: domains
 
 _FACETS = (
-    "analytics", "billing", "scheduling", "compliance", "inventory", "notifications", "reporting",
-    "onboarding", "support", "auditing", "forecasting", "pricing", "routing", "monitoring", "payments",
-    "contracts", "quality", "training", "procurement", "feedback", "maintenance", "booking", "claims",
-    "licensing", "returns", "loyalty", "dispatch", "verification", "archiving", "approvals",
+    "analytics",
+    "billing",
+    "scheduling",
+    "compliance",
+    "inventory",
+    "notifications",
+    "reporting",
+    "onboarding",
+    "support",
+    "auditing",
+    "forecasting",
+    "pricing",
+    "routing",
+    "monitoring",
+    "payments",
+    "contracts",
+    "quality",
+    "training",
+    "procurement",
+    "feedback",
+    "maintenance",
+    "booking",
+    "claims",
+    "licensing",
+    "returns",
+    "loyalty",
+    "dispatch",
+    "verification",
+    "archiving",
+    "approvals",
 )
 _MODIFIERS = (
-    "mobile", "enterprise", "regional", "community", "wholesale", "premium", "municipal", "rural",
-    "cross_border", "subscription", "self_service", "collaborative", "realtime", "federated", "field",
-    "outsourced", "cooperative", "peer", "managed", "boutique", "nonprofit", "campus", "industrial",
+    "mobile",
+    "enterprise",
+    "regional",
+    "community",
+    "wholesale",
+    "premium",
+    "municipal",
+    "rural",
+    "cross_border",
+    "subscription",
+    "self_service",
+    "collaborative",
+    "realtime",
+    "federated",
+    "field",
+    "outsourced",
+    "cooperative",
+    "peer",
+    "managed",
+    "boutique",
+    "nonprofit",
+    "campus",
+    "industrial",
 )
 _FACET_ENTITY = {
-    "analytics": "metric", "billing": "invoice", "scheduling": "slot", "compliance": "rule",
-    "inventory": "stock_item", "notifications": "alert", "reporting": "report", "onboarding": "applicant",
-    "support": "ticket", "auditing": "audit_entry", "forecasting": "forecast", "pricing": "price_rule",
-    "routing": "route", "monitoring": "check", "payments": "payment", "contracts": "contract",
-    "quality": "inspection", "training": "course", "procurement": "purchase_order", "feedback": "review",
-    "maintenance": "work_order", "booking": "reservation", "claims": "claim", "licensing": "license",
-    "returns": "return_request", "loyalty": "reward", "dispatch": "dispatch_job", "verification": "document",
-    "archiving": "archive", "approvals": "approval",
+    "analytics": "metric",
+    "billing": "invoice",
+    "scheduling": "slot",
+    "compliance": "rule",
+    "inventory": "stock_item",
+    "notifications": "alert",
+    "reporting": "report",
+    "onboarding": "applicant",
+    "support": "ticket",
+    "auditing": "audit_entry",
+    "forecasting": "forecast",
+    "pricing": "price_rule",
+    "routing": "route",
+    "monitoring": "check",
+    "payments": "payment",
+    "contracts": "contract",
+    "quality": "inspection",
+    "training": "course",
+    "procurement": "purchase_order",
+    "feedback": "review",
+    "maintenance": "work_order",
+    "booking": "reservation",
+    "claims": "claim",
+    "licensing": "license",
+    "returns": "return_request",
+    "loyalty": "reward",
+    "dispatch": "dispatch_job",
+    "verification": "document",
+    "archiving": "archive",
+    "approvals": "approval",
 }
 
 
@@ -329,7 +397,9 @@ def _domain_batch(prompt: str, schema: dict[str, Any], rng: random.Random) -> di
             if deepen
             else f"{humanize(parent).capitalize()} software for {label} settings."
         )
-        out.append({"name": name, "description": description, "entities": [*entities[:3], extra]})
+        # A new domain acts on its own kind of records, so its tools are not its parent's again.
+        own = [f"{word}_{entity}"[:40] for entity in entities[:3]]
+        out.append({"name": name, "description": description, "entities": [extra, *own]})
         if len(out) == count:
             break
     return {"domains": out}
