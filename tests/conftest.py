@@ -23,12 +23,14 @@ from typing import Any
 
 import pytest
 import uvicorn
+from scripted_support import Build, make_context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synth.llm.client import ChatClient
 from synth.llm.offline import OfflineModel
 from synth.llm.presets import OFFLINE_MODEL, EndpointConfig
 from synth.llm.pricing import PriceTable
+from synth.pipeline.context import Context
 from synth.records import ROLES
 
 TEST_KEY_ENV = "SYNTH_TEST_KEY"
@@ -200,3 +202,18 @@ async def make_client() -> AsyncIterator[Callable[..., ChatClient]]:
     yield make
     for client in clients:
         await client.aclose()
+
+
+@pytest.fixture
+async def build() -> AsyncIterator[Build]:
+    """make_context for a test; every client it made is closed at teardown."""
+    built: list[Context] = []
+
+    def factory(*args: Any, **kwargs: Any) -> tuple[Context, dict[str, Any]]:
+        ctx, models = make_context(*args, **kwargs)
+        built.append(ctx)
+        return ctx, models
+
+    yield factory
+    for ctx in built:
+        await ctx.client.aclose()

@@ -8,7 +8,7 @@ of them was asked what. Nothing here touches the network.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -195,3 +195,7 @@ def ok_change(name: str, call_id: str, step: int = 0) -> StateChange:
 
 def tool_result(call_id: str, content: dict[str, Any]) -> Message:
     return Message(role="tool", tool_call_id=call_id, content=json.dumps(content))
+
+
+Build = Callable[..., tuple[Context, dict[str, Any]]]
+"""Makes a scripted test Context (see make_context); the `build` fixture closes what it made."""

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from scripted_support import (
+    Build,
     assistant_calls,
     full_marks,
     judge_answer,
-    make_context,
     make_task,
     make_trajectory,
     ok_change,
@@ -19,11 +18,8 @@ from scripted_support import (
 
 from synth.config import RunConfig
 from synth.llm.scripted import Step
-from synth.pipeline.context import Context
 from synth.pipeline.judge import judge, objective_checks
 from synth.records import Criterion, Rubric, Verdict
-
-Build = Callable[..., tuple[Context, dict[str, Any]]]
 
 WEIGHTED = Rubric(
     kind="single_lookup",
@@ -34,20 +30,6 @@ WEIGHTED = Rubric(
     expected_tools=["get_order"],
     pass_threshold=0.7,
 )
-
-
-@pytest.fixture
-async def build() -> AsyncIterator[Build]:
-    built: list[Context] = []
-
-    def factory(*args: Any, **kwargs: Any) -> tuple[Context, dict[str, Any]]:
-        ctx, models = make_context(*args, **kwargs)
-        built.append(ctx)
-        return ctx, models
-
-    yield factory
-    for ctx in built:
-        await ctx.client.aclose()
 
 
 def _good_middle() -> list[Any]:

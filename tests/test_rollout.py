@@ -7,33 +7,13 @@ up as an error tool message or a stop reason, recorded in the trajectory, never 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
-import pytest
-from scripted_support import AGENT, TOOLS, call, make_context, make_task, tool_answer
+from scripted_support import AGENT, TOOLS, Build, call, make_task, tool_answer
 
 from synth.config import RunConfig
 from synth.llm.scripted import Step
-from synth.pipeline.context import Context
 from synth.pipeline.rollout import rollout
 from synth.records import Message
-
-Build = Callable[..., tuple[Context, dict[str, Any]]]
-
-
-@pytest.fixture
-async def build() -> AsyncIterator[Build]:
-    built: list[Context] = []
-
-    def factory(*args: Any, **kwargs: Any) -> tuple[Context, dict[str, Any]]:
-        ctx, models = make_context(*args, **kwargs)
-        built.append(ctx)
-        return ctx, models
-
-    yield factory
-    for ctx in built:
-        await ctx.client.aclose()
 
 
 def _tool_messages(messages: list[Message]) -> list[Message]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from scripted_support import CANCEL_ORDER, GET_ORDER, NO_FAULTS, make_context, make_task, tool_answer
+from scripted_support import CANCEL_ORDER, GET_ORDER, NO_FAULTS, Build, make_task, tool_answer
 
 from simulators.state import merge_patch
 from simulators.tool_simulator import EffectRates, OutcomeRates, ToolSimulator
@@ -18,24 +18,7 @@ from synth.llm.client import ChatClient
 from synth.llm.offline import OfflineModel
 from synth.llm.presets import OFFLINE_BASE_URL, preset_endpoint
 from synth.llm.scripted import Step
-from synth.pipeline.context import Context
 from synth.records import ROLES, Message
-
-Build = Callable[..., tuple[Context, dict[str, Any]]]
-
-
-@pytest.fixture
-async def build() -> AsyncIterator[Build]:
-    built: list[Context] = []
-
-    def factory(*args: Any, **kwargs: Any) -> tuple[Context, dict[str, Any]]:
-        ctx, models = make_context(*args, **kwargs)
-        built.append(ctx)
-        return ctx, models
-
-    yield factory
-    for ctx in built:
-        await ctx.client.aclose()
 
 
 @pytest.fixture
