@@ -149,7 +149,7 @@ class ToolSimulator:
                 "transient_error",
                 {"error": "tool_simulator_failed", "message": str(exc)[:200]},
             )
-            step_result.usage = getattr(exc, "usage", Usage())
+            step_result.usage = exc.usage
             return step_result
         patch = answer.state_patch if spec.effect == "write" else {}
         new_state = merge_patch(state, patch)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,12 +72,11 @@ def generate(
         if not quiet and (done == total or done % max(1, total // 10) == 0):
             typer.echo(f"  {stage:<9} {done}/{total}", err=True)
 
-    from synth.config import ConfigError as KeyProblem
     from synth.llm.errors import ModelCallError
 
     try:
         summary = asyncio.run(run_generate(settings, run_dir, os.environ, progress, repository))
-    except (KeyProblem, ModelCallError) as exc:
+    except (ConfigError, ModelCallError) as exc:
         _fail(f"{exc}\nwork finished so far is kept in {run_dir}", code=1)
         return
     typer.echo(
@@ -150,8 +148,3 @@ def serve_offline(
 
     typer.echo(f"offline model on http://{host}:{port}/v1 (Ctrl-C to stop)", err=True)
     uvicorn.run(OfflineModel().app, host=host, port=port, log_level="warning")
-
-
-def main() -> None:  # pragma: no cover - console entry for `python -m synth`
-    app(prog_name="synth")
-    sys.exit(0)

@@ -221,10 +221,6 @@ class Trajectory(Record):
     finished_at: datetime
     errors: list[str] = Field(default_factory=list, description="unusable model answers, recorded")
 
-    @property
-    def cost_usd(self) -> float:
-        return sum(entry.usage.cost_usd for entry in self.usage)
-
 
 # ---------------------------------------------------------------- verdicts
 

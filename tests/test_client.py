@@ -275,7 +275,7 @@ async def test_json_never_valid_raises_after_the_repair_attempts(
     assert "Answer" in str(caught.value)
     assert "2 attempts" in str(caught.value)
     assert served.model.requests == 2  # json_repair_attempts + 1
-    assert caught.value.usage.calls == 2  # type: ignore[attr-defined]
+    assert caught.value.usage.calls == 2
 
 
 async def test_truncated_json_is_re_asked(make_client: MakeClient) -> None:

@@ -253,9 +253,9 @@ class ChatClient:
                     content=f"That answer was not valid: {problem}\nReply again with only the corrected JSON object.",
                 ),
             ]
-        error = JsonAnswerError(role, f"no valid {answer_type.__name__} after {attempts} attempts: {problem}")
-        error.usage = spent  # type: ignore[attr-defined]
-        raise error
+        raise JsonAnswerError(
+            role, f"no valid {answer_type.__name__} after {attempts} attempts: {problem}", usage=spent
+        )
 
 
 class _InProcessTransport(httpx2.ASGITransport):

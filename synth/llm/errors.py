@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from synth.records import Usage
+
 
 class ModelCallError(RuntimeError):
     """A call that produced no usable answer."""
 
-    def __init__(self, role: str, message: str) -> None:
+    def __init__(self, role: str, message: str, usage: Usage | None = None) -> None:
         super().__init__(f"[{role}] {message}")
         self.role = role
+        self.usage = usage or Usage()
+        """What the failed attempts cost (e.g. the invalid JSON answers before giving up)."""
 
 
 class EndpointRejected(ModelCallError):

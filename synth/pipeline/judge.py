@@ -99,7 +99,7 @@ async def judge(trajectory: Trajectory, task: Task, ctx: Context) -> Verdict:
                 seed=ctx.seed_for("judge", trajectory.id, sample),
             )
         except ModelCallError as exc:
-            spent = spent.add(getattr(exc, "usage", Usage()))
+            spent = spent.add(exc.usage)
             reasons.append(f"judge failure: {exc}")
             judge_failed = True
             break
