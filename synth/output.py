@@ -52,6 +52,12 @@ def render_funnel(figures: dict[str, Any]) -> str:
             f"  {row['kind']:<22} {row['tasks']:>5} {row['accepted']:>9} {row['rejected']:>9}"
             f"  {row['mean_score'] if row['mean_score'] is not None else '-':>10}"
         )
+    agreement = figures["judge_check_agreement"]
+    if agreement["judged"]:
+        lines.append(
+            f"judge vs objective checks: agree on {agreement['agree']}/{agreement['judged']} "
+            f"({agreement['rate']:.1%}); judge passed but checks failed: {agreement['judge_passed_checks_failed']}"
+        )
     lines.append("stop reasons: " + ", ".join(f"{k} {v}" for k, v in figures["stop_reasons"].items()))
     lines.append("usage by role            calls   prompt   cached   output  retries   cost $")
     for role, u in figures["usage"].items():

@@ -68,6 +68,7 @@ class AgentSpec(Record):
     category: str = ""
     domain: str = ""
     policy: str = Field(default="", description="behavioural constraint the rubric may test, e.g. confirm writes")
+    sandbox: str | None = Field(default=None, description="executable sandbox the tools run in; None: simulated")
 
 
 # ---------------------------------------------------------------- tasks and rubrics
@@ -220,6 +221,10 @@ class Trajectory(Record):
     started_at: datetime
     finished_at: datetime
     errors: list[str] = Field(default_factory=list, description="unusable model answers, recorded")
+    end_state_hash: str | None = Field(default=None, description="sandbox state hash when the episode ended")
+    expected_state_hash: str | None = Field(
+        default=None, description="sandbox state hash after replaying the task's expected actions"
+    )
 
 
 # ---------------------------------------------------------------- verdicts

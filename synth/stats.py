@@ -40,6 +40,18 @@ def funnel(run_dir: Path) -> dict[str, Any]:
             GROUP BY kind ORDER BY kind
             """
         ).fetchall()
+        agreement = con.sql(
+            """
+            SELECT count(*) AS judged,
+                   count(*) FILTER (WHERE (v.score >= t.rubric.pass_threshold)
+                                    = list_bool_and(list_transform(v.checks, lambda c: c.passed))) AS agree,
+                   count(*) FILTER (WHERE v.score >= t.rubric.pass_threshold
+                                    AND NOT list_bool_and(list_transform(v.checks, lambda c: c.passed)))
+                       AS judge_only
+            FROM verdicts v JOIN tasks t ON t.id = v.task_id
+            WHERE len(v.scores) > 0
+            """
+        ).fetchall()[0]
         stops = dict(
             con.sql("SELECT stop_reason, count(*) FROM trajectories GROUP BY stop_reason ORDER BY 2 DESC").fetchall()
         )
@@ -67,6 +79,12 @@ def funnel(run_dir: Path) -> dict[str, Any]:
             {"kind": k, "tasks": t, "accepted": a, "rejected": r, "mean_score": s} for k, t, a, r, s in kinds
         ],
         "stop_reasons": stops,
+        "judge_check_agreement": {
+            "judged": agreement[0],
+            "agree": agreement[1],
+            "rate": round(agreement[1] / agreement[0], 3) if agreement[0] else None,
+            "judge_passed_checks_failed": agreement[2],
+        },
         "usage": usage,
         "tokens": sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in usage.values()),
         "cost_usd": round(sum(u.get("cost_usd", 0.0) for u in usage.values()), 6),

@@ -84,5 +84,9 @@ def test_generate_starts_from_an_imported_repository(runner: CliRunner, tmp_path
     result = runner.invoke(app, ["generate", "--out", str(run), "--tools", str(repo), "--tasks", "12", "-q"])
     assert result.exit_code == 0, result.output
     imported = {tool.name for tool in read_table(repo, "tools")}
-    offered = synth_query(run, "SELECT DISTINCT unnest(tools).name AS name FROM trajectories").to_pylist()
+    offered = synth_query(
+        run,
+        "SELECT DISTINCT unnest(t.tools).name AS name FROM trajectories t JOIN agents a ON a.id = t.agent_id "
+        "WHERE a.sandbox IS NULL",
+    ).to_pylist()
     assert offered and {row["name"] for row in offered} <= imported

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,9 +12,10 @@ from synth.llm.errors import ModelCallError
 from synth.pipeline.context import Context
 from synth.records import AgentSpec, Message, ToolSpec, content_id
 
+CONFIRM_WRITES = "Always confirm with the user before any action that changes data."
 POLICIES = (
     "",
-    "Always confirm with the user before any action that changes data.",
+    CONFIRM_WRITES,
     "Never share internal identifiers beyond what the user asked for.",
     "Ask for any missing required detail instead of guessing it.",
 )
@@ -27,17 +29,43 @@ class AgentDraft(BaseModel):
     system_prompt: str = Field(description="the agent's system prompt: role, tools, policy, tone")
 
 
-async def build_agent(domain_tools: list[ToolSpec], index: int, ctx: Context) -> AgentSpec | None:
-    """One agent over a sample of the domain's tools (always with at least one read and one write
-    tool when the domain has them, so every rubric kind has something to test)."""
-    domain = domain_tools[0].domain
+@dataclass(frozen=True)
+class ToolPools:
+    """What agents draw toolsets from: the repository's domains and the executable sandboxes."""
+
+    domains: list[list[ToolSpec]]
+    sandboxes: dict[str, list[ToolSpec]] = field(default_factory=dict)
+
+
+def sample_toolset(pools: ToolPools, index: int, ctx: Context) -> tuple[list[ToolSpec], str, str | None]:
+    """(toolset, domain, sandbox) for agent `index`: mostly one domain, some cross-domain, some a
+    sandbox's whole toolset; sizes from 1 to 12 tools."""
+    rng = random.Random(ctx.seed_for("toolset", index))
+    draw = rng.random()
+    if pools.sandboxes and draw < ctx.run.sandbox_share:
+        name = sorted(pools.sandboxes)[index % len(pools.sandboxes)]
+        return list(pools.sandboxes[name]), f"sandbox_{name}", name
+    home = pools.domains[index % len(pools.domains)]
+    size = rng.randint(1, min(12, len(home)))
+    toolset = rng.sample(home, size)
+    if size >= 3:
+        # A toolset of a few tools keeps a read and a write, so every rubric kind has something to test.
+        for effect in ("read", "write"):
+            if not any(t.effect == effect for t in toolset):
+                toolset += [t for t in home if t.effect == effect][:1]
+    if len(pools.domains) > 1 and draw < ctx.run.sandbox_share + ctx.run.cross_domain_share:
+        other = pools.domains[(index + 1 + rng.randrange(len(pools.domains) - 1)) % len(pools.domains)]
+        toolset += rng.sample(other, min(len(other), rng.randint(1, 3)))
+    return toolset[:12], home[0].domain, None
+
+
+async def build_agent(pools: ToolPools, index: int, ctx: Context) -> AgentSpec | None:
+    """Agent number `index`: a sampled toolset and a system prompt written by the generator."""
+    toolset, domain, sandbox = sample_toolset(pools, index, ctx)
     rng = random.Random(ctx.seed_for("agent", domain, index))
-    size = rng.randint(min(3, len(domain_tools)), min(len(domain_tools), 8))
-    toolset = rng.sample(domain_tools, size)
-    for effect in ("read", "write"):
-        if not any(t.effect == effect for t in toolset):
-            toolset += [t for t in domain_tools if t.effect == effect][:1]
     policy, tone = rng.choice(POLICIES), rng.choice(TONES)
+    if sandbox:
+        policy = CONFIRM_WRITES  # sandbox writes are real: its agents always confirm them first
     prompt = "\n".join(
         [
             "Write the system prompt of an AI agent that serves users with these tools.",
@@ -55,7 +83,7 @@ async def build_agent(domain_tools: list[ToolSpec], index: int, ctx: Context) ->
     except ModelCallError as exc:
         ctx.fail("agents", f"{domain}#{index}", str(exc))
         return None
-    tool_ids = sorted(t.id for t in toolset)
+    tool_ids = list(dict.fromkeys(t.id for t in toolset))
     return AgentSpec(
         id=content_id(domain, index, tool_ids, draft.system_prompt, prefix="agent-"),
         name=draft.name,
@@ -64,4 +92,5 @@ async def build_agent(domain_tools: list[ToolSpec], index: int, ctx: Context) ->
         category=toolset[0].category,
         domain=domain,
         policy=policy,
+        sandbox=sandbox,
     )

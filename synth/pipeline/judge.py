@@ -56,7 +56,7 @@ def objective_checks(trajectory: Trajectory, task: Task) -> list[CheckResult]:
     succeeded = {change.tool_name for change in trajectory.state_trace if change.ok}
     missing = [name for name in task.rubric.expected_tools if name not in succeeded]
     last = trajectory.messages[-1] if trajectory.messages else None
-    return [
+    checks = [
         CheckResult(
             name="tool_calls_parsed", passed=not unparsed, detail=f"unparseable: {unparsed}" if unparsed else ""
         ),
@@ -78,6 +78,17 @@ def objective_checks(trajectory: Trajectory, task: Task) -> list[CheckResult]:
             detail=f"stop reason: {trajectory.stop_reason}",
         ),
     ]
+    if trajectory.expected_state_hash is not None:
+        # Sandbox ground truth: the live end state must equal the replay of the expected actions.
+        same = trajectory.end_state_hash == trajectory.expected_state_hash
+        checks.append(
+            CheckResult(
+                name="sandbox_end_state",
+                passed=same,
+                detail="" if same else "end state differs from the expected actions' replay",
+            )
+        )
+    return checks
 
 
 async def judge(trajectory: Trajectory, task: Task, ctx: Context) -> Verdict:

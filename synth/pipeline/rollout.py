@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from simulators.environment import Environment, SandboxEnvironment, SimulatedEnvironment
 from synth.llm.errors import ModelCallError
 from synth.pipeline.context import Context
 from synth.records import (
@@ -31,10 +32,10 @@ from synth.records import (
 class _Episode:
     """The mutable bookkeeping of one episode (kept out of the loop for readability)."""
 
-    def __init__(self, ctx: Context, task: Task) -> None:
+    def __init__(self, ctx: Context, task: Task, environment: Environment) -> None:
         self.ctx = ctx
         self.task = task
-        self.state: dict[str, Any] = dict(task.initial_state)
+        self.environment = environment
         self.trace: list[StateChange] = []
         self.usage: dict[Role, Usage] = {}
         self.models: dict[str, str] = {}
@@ -51,7 +52,20 @@ class _Episode:
 
 async def rollout(task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Context) -> Trajectory:
     started = datetime.now(UTC)
-    episode = _Episode(ctx, task)
+    environment: Environment = (
+        SandboxEnvironment(agent.sandbox, task)
+        if agent.sandbox
+        else SimulatedEnvironment(ctx.tool_simulator(), task.initial_state)
+    )
+    try:
+        return await _episode(task, agent, tools, ctx, _Episode(ctx, task, environment), started)
+    finally:
+        environment.close()
+
+
+async def _episode(
+    task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Context, episode: _Episode, started: datetime
+) -> Trajectory:
     by_name = {tool.name: tool for tool in tools}
     offered = [tool.openai_tool() for tool in tools]
     messages = [Message(role="system", content=agent.system_prompt), Message(role="user", content=task.prompt)]
@@ -99,6 +113,7 @@ async def rollout(task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Cont
         user_turns += 1
     else:
         stop = "max_turns"
+    end_hash, expected_hash = episode.environment.end_states()
     return Trajectory(
         id=content_id(task.id, ctx.run.seed, prefix="traj-"),
         task_id=task.id,
@@ -113,6 +128,8 @@ async def rollout(task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Cont
         started_at=started,
         finished_at=datetime.now(UTC),
         errors=episode.errors,
+        end_state_hash=end_hash,
+        expected_state_hash=expected_hash,
     )
 
 
@@ -128,18 +145,14 @@ async def _run_call(call: ToolCall, by_name: dict[str, ToolSpec], episode: _Epis
     except json.JSONDecodeError as exc:
         episode.errors.append(f"unparseable arguments for {call.function.name} (call {call.id}): {exc.msg}")
         return _tool_message(call, {"error": "invalid_json", "message": f"arguments are not JSON: {exc.msg}"})
+    if not isinstance(arguments, dict):
+        return _tool_message(call, {"error": "invalid_arguments", "message": "arguments must be a JSON object"})
     ctx = episode.ctx
-    outcome = await ctx.tool_simulator().call(
-        spec,
-        episode.state,
-        call.id,
-        arguments,
-        step=len(episode.trace),
-        seed=ctx.seed_for("tool", episode.task.id, step, call.id),
+    outcome = await episode.environment.call(
+        spec, call.id, arguments, step=len(episode.trace), seed=ctx.seed_for("tool", episode.task.id, step, call.id)
     )
     if outcome.usage.calls:
         episode.spend("tool", outcome.usage)
-    episode.state = outcome.state
     episode.trace.append(outcome.change)
     return Message(role="tool", tool_call_id=call.id, content=outcome.content)
 

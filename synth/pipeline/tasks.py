@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulators.sandboxes.scenarios import make_scenario
 from synth.llm.errors import ModelCallError
 from synth.pipeline.context import Context
-from synth.records import RUBRIC_KINDS, AgentSpec, Message, Task, ToolSpec, content_id
+from synth.records import RUBRIC_KINDS, AgentSpec, Message, Persona, Task, ToolSpec, content_id
 
 
 class TaskDraft(BaseModel):
@@ -34,6 +35,8 @@ async def make_task(agent: AgentSpec, tools: list[ToolSpec], slot: int, ctx: Con
     template = ctx.rubrics[kind]
     rng = random.Random(ctx.seed_for("task", agent.id, slot))
     persona = rng.choice(ctx.personas)
+    if agent.sandbox:
+        return sandbox_task(agent, slot, persona, rng, ctx)
     tool_count = rng.randint(template.min_tools, template.max_tools)
     catalog = [
         {"name": t.name, "description": t.description, "effect": t.effect, "parameters": t.parameters} for t in tools
@@ -93,3 +96,31 @@ async def make_task(agent: AgentSpec, tools: list[ToolSpec], slot: int, ctx: Con
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def sandbox_task(agent: AgentSpec, slot: int, persona: Persona, rng: random.Random, ctx: Context) -> Task:
+    """A task with ground truth: the scenario's expected actions define the correct end state."""
+    assert agent.sandbox is not None
+    scenario = make_scenario(agent.sandbox, RUBRIC_KINDS[slot % len(RUBRIC_KINDS)], rng)
+    # The rubric's expected tools are those whose calls must succeed; an error-recovery scenario's
+    # deliberately failing first call is part of the prompt, not of the ground truth.
+    must_succeed = list(dict.fromkeys(action.function.name for action in scenario.expected_actions))
+    rubric = ctx.rubrics[scenario.kind].rubric(must_succeed)
+    if scenario.kind == "policy_constrained":
+        # Sandbox agents confirm writes; criteria about refusing forbidden requests do not apply.
+        kept = [c for c in rubric.criteria if "refuse" not in c.name and "alternative" not in c.name]
+        rubric = rubric.model_copy(update={"criteria": kept or rubric.criteria})
+    if ctx.run.accept_threshold is not None:
+        rubric = rubric.model_copy(update={"pass_threshold": ctx.run.accept_threshold})
+    return Task(
+        id=content_id(agent.id, slot, scenario.prompt, prefix="task-"),
+        agent_id=agent.id,
+        prompt=scenario.prompt,
+        user_goal=scenario.user_goal,
+        user_details=dict(scenario.details),
+        persona=persona,
+        difficulty=ctx.rubrics[scenario.kind].difficulty,
+        rubric=rubric,
+        initial_state=scenario.initial_state,
+        expected_actions=scenario.expected_actions,
+    )

@@ -12,12 +12,13 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from simulators.environment import sandbox_toolsets
 from synth.catalog import load_personas, load_rubric_templates, load_taxonomy
 from synth.config import SynthConfig, check_keys
 from synth.llm.client import ChatClient
 from synth.llm.offline import OfflineModel
 from synth.llm.presets import OFFLINE_BASE_URL
-from synth.pipeline.agents import build_agent
+from synth.pipeline.agents import ToolPools, build_agent
 from synth.pipeline.context import Context
 from synth.pipeline.judge import judge
 from synth.pipeline.rollout import rollout
@@ -85,14 +86,16 @@ async def _generate(ctx: Context, run_dir: Path, report: Progress, repository: l
             lambda done, total: report("tools", done, total),
         )
         usable = [tools for tools in tool_lists if tools]
-    all_tools = [tool for tools in usable for tool in tools]
+    sandboxes = sandbox_toolsets() if run.sandbox_share > 0 else {}
+    all_tools = [tool for tools in usable for tool in tools] + [t for ts in sandboxes.values() for t in ts]
     write_shard(run_dir, "tools", "00000", all_tools)
     if not usable:
         return RunSummary(0, 0, 0, 0, 0, _flush_failures(ctx, run_dir, "generation"))
 
     agent_count = math.ceil(run.tasks / run.tasks_per_agent)
+    pools = ToolPools(usable, sandboxes)
     agents_or_none = await bounded(
-        (build_agent(usable[i % len(usable)], i, ctx) for i in range(agent_count)),
+        (build_agent(pools, i, ctx) for i in range(agent_count)),
         run.concurrency,
         lambda done, total: report("agents", done, total),
     )

@@ -43,6 +43,9 @@ def answer_policy(
     pending = retry or [name for name in wanted if name not in called]
     if pending and messages[-1].get("role") == "tool" and rng.random() < slip_rate:
         pending = []  # the slip: answers before the job is done
+    if pending and not called and rng.random() < slip_rate / 4:
+        # The other classic slip: answering from "memory" without using a tool at all.
+        return ChatAnswer(content="That should be fine as it is; there is no need to check anything.")
     if not pending:
         return ChatAnswer(content=_summary(messages, last_user))
 
@@ -53,7 +56,7 @@ def answer_policy(
             return ChatAnswer(content=f"Could you tell me the {missing.replace('_', ' ')} ({missing})?")
         if (
             "confirm" in system.lower()
-            and WRITE_NOTE in str(functions[name].get("description", ""))
+            and _changes_data(name, functions[name])
             and not _AFFIRMATIVE.search(str(messages[last_user].get("content") or ""))
         ):
             return ChatAnswer(content=f"I am about to {' '.join(name_words(name))}. Shall I proceed? Please confirm.")
@@ -67,6 +70,18 @@ def answer_policy(
         for offset, name in enumerate(batch)
     ]
     return ChatAnswer(content=None, tool_calls=calls)
+
+
+_WRITE_VERBS = frozenset(
+    ("create", "update", "cancel", "delete", "adjust", "place", "refund", "move", "write", "make")
+    + ("schedule", "submit", "book", "remove", "set")
+)
+
+
+def _changes_data(name: str, function: dict[str, Any]) -> bool:
+    """Whether a tool looks state-changing: its description says so, or its name starts with a write verb."""
+    first = (name_words(name) or [""])[0]
+    return WRITE_NOTE in str(function.get("description", "")) or first in _WRITE_VERBS
 
 
 def _calls_so_far(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -117,6 +132,9 @@ def _arguments(function: dict[str, Any], user_text: str, rng: random.Random) -> 
     args = instance(parameters, rng)
     if not isinstance(args, dict):
         return {}
+    required = set(parameters.get("required", []))
+    # Like a careful agent: optional arguments only when the user gave them.
+    args = {key: value for key, value in args.items() if key in required or _value_for(key, user_text) is not None}
     for key, schema in parameters.get("properties", {}).items():
         said = _value_for(key, user_text)
         if said is None:
