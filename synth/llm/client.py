@@ -1,10 +1,11 @@
 """The one chat client every role uses: the official `openai` SDK plus what a long run needs.
 
-It owns, once for all roles: bounded concurrency per endpoint, retries (429 honouring Retry-After,
-5xx, timeouts, dropped connections) with capped exponential backoff and jitter, fail-fast on
-400/401/403/404, JSON answers validated with pydantic and repaired by re-asking, K2 raw tool-call
-sections turned into real tool calls, and usage and cost per call. The SDK's own retries are off:
-the client must see every 429 and count every retry, which the SDK's internal loop hides.
+It owns, once for all roles: an adaptive concurrency limit per endpoint (halved on 429, regrown
+on successes; see `synth.llm.limiter`), retries (429 honouring Retry-After, 5xx, timeouts, dropped
+connections) with capped exponential backoff and jitter, fail-fast on 400/401/403/404, JSON
+answers validated with pydantic and repaired by re-asking, K2 raw tool-call sections turned into
+real tool calls, and usage and cost per call. The SDK's own retries are off: the client must see
+every 429 and count every retry, which the SDK's internal loop hides.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp
 
 from synth.llm.errors import EndpointRejected, JsonAnswerError, ModelCallError, RetriesExhausted
 from synth.llm.k2 import has_raw_tool_calls, parse_raw_tool_calls
+from synth.llm.limiter import AdaptiveLimiter
 from synth.llm.presets import OFFLINE_BASE_URL, EndpointConfig
 from synth.llm.pricing import PriceTable, default_price_table
 from synth.records import FunctionCall, Message, Role, ToolCall, Usage
@@ -47,7 +49,7 @@ class ChatResult:
 class _Endpoint:
     config: EndpointConfig
     sdk: openai.AsyncOpenAI
-    gate: asyncio.Semaphore
+    gate: AdaptiveLimiter
 
 
 class ChatClient:
@@ -97,9 +99,18 @@ class ChatClient:
                 timeout=config.timeout_s,
                 http_client=http_client,
             )
-            self._shared[key] = _Endpoint(config, sdk, asyncio.Semaphore(config.max_concurrency))
+            self._shared[key] = _Endpoint(config, sdk, AdaptiveLimiter(config.max_concurrency))
         self._endpoints[role] = self._shared[key]
         return self._endpoints[role]
+
+    def concurrency(self) -> dict[str, dict[str, int]]:
+        """Each endpoint's adaptive limit (limit, max_limit, in_flight, waiting, decreases, increases),
+        keyed by base URL; only endpoints that have been called are listed."""
+        stats: dict[str, dict[str, int]] = {}
+        for (base_url, key_env), endpoint in self._shared.items():
+            name = base_url if base_url not in stats else f"{base_url} ({key_env})"
+            stats[name] = endpoint.gate.stats()
+        return stats
 
     async def aclose(self) -> None:
         for endpoint in self._shared.values():
@@ -144,8 +155,7 @@ class ChatClient:
     ) -> tuple[Any, int]:
         for attempt in range(config.max_retries + 1):
             try:
-                async with endpoint.gate:
-                    return await endpoint.sdk.chat.completions.create(**request, timeout=config.timeout_s), attempt
+                return await self._send(endpoint, config, request), attempt
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
@@ -162,6 +172,18 @@ class ChatClient:
                 )
             await asyncio.sleep(self._backoff(config, attempt, delay))
         raise AssertionError("unreachable")
+
+    async def _send(self, endpoint: _Endpoint, config: EndpointConfig, request: dict[str, Any]) -> Any:
+        """One request inside the endpoint's adaptive limit, telling it how the request went."""
+        async with endpoint.gate as ticket:
+            try:
+                response = await endpoint.sdk.chat.completions.create(**request, timeout=config.timeout_s)
+            except openai.APIStatusError as exc:
+                if exc.status_code == 429:
+                    endpoint.gate.on_rate_limited(ticket)
+                raise
+            endpoint.gate.on_success(ticket)
+            return response
 
     def _backoff(self, config: EndpointConfig, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -1,0 +1,207 @@
+"""An adaptive concurrency limit for one endpoint: AIMD, as TCP congestion control does it.
+
+The limit starts at the endpoint's `max_concurrency`. A 429 halves it (multiplicative decrease,
+never below `min_limit`), at most once per window: a 429 from a request that started before the
+last decrease reports the congestion that decrease already answered, so a burst of 429s from one
+window of requests halves the limit once. Successes from requests started since the last decrease
+raise it by one per `increase_every` of them (additive increase; by default one step per window of
+successes, i.e. after `limit` of them), up to `max_limit`.
+
+Each slot carries a ticket, the order in which it was granted; the window test compares tickets.
+`acquire()` and `async with limiter as ticket:` hand it out, and `on_rate_limited`/`on_success`
+take it back; called without one they use the ticket the calling task was last granted.
+
+Waiters are served first come, first served: a freed slot (or a raised limit) is handed straight
+to the oldest waiter, so a newcomer cannot overtake. Lowering the limit cancels nothing: requests
+in flight finish, and no new one starts until the count has drained below the new limit.
+Pure asyncio, one event loop, no threads and no state outside the instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections import deque
+from types import TracebackType
+
+
+class AdaptiveLimiter:
+    """At most `limit` requests in flight; the limit halves on 429s and creeps back on successes."""
+
+    def __init__(
+        self,
+        max_limit: int,
+        *,
+        min_limit: int = 1,
+        start: int | None = None,
+        increase_every: int | None = None,
+    ) -> None:
+        if min_limit < 1:
+            raise ValueError(f"min_limit must be at least 1, not {min_limit}")
+        if max_limit < min_limit:
+            raise ValueError(f"max_limit ({max_limit}) is below min_limit ({min_limit})")
+        start = max_limit if start is None else start
+        if not min_limit <= start <= max_limit:
+            raise ValueError(f"start ({start}) must lie in [min_limit, max_limit] = [{min_limit}, {max_limit}]")
+        if increase_every is not None and increase_every < 1:
+            raise ValueError(f"increase_every must be at least 1, not {increase_every}")
+        self._max = max_limit
+        self._min = min_limit
+        self._limit = start
+        self._increase_every = increase_every
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[int]] = deque()
+        self._next_ticket = 0  # the ticket the next granted slot gets
+        self._window_start = 0  # the first ticket granted since the last decrease
+        self._successes = 0  # in the current window, since the last step up
+        self._decreases = 0
+        self._increases = 0
+        # The ticket each task was last granted, for the argument-free on_rate_limited/on_success.
+        self._task_ticket: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            f"adaptive_limiter_{id(self):x}", default=None
+        )
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed in flight now."""
+        return self._limit
+
+    @property
+    def max_limit(self) -> int:
+        return self._max
+
+    @property
+    def min_limit(self) -> int:
+        return self._min
+
+    @property
+    def in_flight(self) -> int:
+        """Slots held now; above `limit` for a while after a decrease, while they drain."""
+        return self._in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Tasks queued for a slot."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    @property
+    def decreases(self) -> int:
+        """Times a 429 lowered the limit."""
+        return self._decreases
+
+    @property
+    def increases(self) -> int:
+        """Times successes raised the limit."""
+        return self._increases
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "limit": self._limit,
+            "max_limit": self._max,
+            "in_flight": self._in_flight,
+            "waiting": self.waiting,
+            "decreases": self._decreases,
+            "increases": self._increases,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveLimiter(limit={self._limit}/{self._max}, in_flight={self._in_flight}, "
+            f"waiting={self.waiting}, decreases={self._decreases}, increases={self._increases})"
+        )
+
+    # ------------------------------------------------------------------ slots
+
+    async def acquire(self) -> int:
+        """Wait for a slot (first come, first served); returns the slot's ticket."""
+        if not self._waiters and self._in_flight < self._limit:
+            ticket = self._grant()
+        else:
+            waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                ticket = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self.release()  # the slot was handed over just as we were cancelled: pass it on
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+                raise
+        self._task_ticket.set(ticket)
+        return ticket
+
+    def release(self) -> None:
+        """Give a slot back; the oldest waiter gets it if the limit allows."""
+        if self._in_flight <= 0:
+            raise RuntimeError("AdaptiveLimiter.release() without a slot held")
+        self._in_flight -= 1
+        self._wake()
+
+    async def __aenter__(self) -> int:
+        return await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def _grant(self) -> int:
+        self._in_flight += 1
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        return ticket
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_flight < self._limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter has left
+                waiter.set_result(self._grant())
+
+    # ------------------------------------------------------------------ feedback
+
+    def on_rate_limited(self, ticket: int | None = None) -> bool:
+        """A request got a 429: halve the limit, once per window. True when this opened a new window.
+
+        `ticket` is the slot the request held (default: the calling task's last one). A 429 from a
+        request granted before the last decrease is ignored: that decrease already answered it.
+        """
+        ticket = self._resolve(ticket)
+        if ticket < self._window_start:
+            return False
+        self._window_start = self._next_ticket
+        self._successes = 0
+        lowered = max(self._min, self._limit // 2)
+        if lowered < self._limit:
+            self._limit = lowered
+            self._decreases += 1
+        return True
+
+    def on_success(self, ticket: int | None = None) -> bool:
+        """A request succeeded: count it; a window's worth raises the limit by one. True when it rose.
+
+        Only requests granted since the last decrease count: they ran under the current limit.
+        """
+        ticket = self._resolve(ticket)
+        if ticket < self._window_start or self._limit >= self._max:
+            return False
+        self._successes += 1
+        if self._successes < (self._increase_every or self._limit):
+            return False
+        self._successes = 0
+        self._limit += 1
+        self._increases += 1
+        self._wake()
+        return True
+
+    def _resolve(self, ticket: int | None) -> int:
+        if ticket is None:
+            ticket = self._task_ticket.get()
+        # A task that never held a slot here reports on the present: it counts as the newest request.
+        return self._next_ticket if ticket is None else ticket
