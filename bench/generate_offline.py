@@ -16,7 +16,7 @@ from pathlib import Path
 
 from synth.config import load_config
 from synth.run_folder import prepare_run_folder, read_run_info
-from synth.runners.inline import generate
+from synth.runners.driver import generate
 
 
 def main(tasks: int) -> None:
@@ -24,19 +24,19 @@ def main(tasks: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         run_dir = prepare_run_folder(Path(folder) / "run", config)
         wall, cpu = time.perf_counter(), time.process_time()
-        summary = asyncio.run(generate(config, run_dir, os.environ))
+        summary = asyncio.run(generate(config, run_dir, os.environ, runner="inline"))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         usage = read_run_info(run_dir)["usage"]
     calls = sum(role["calls"] for role in usage.values())
     figures = {
-        "tasks": summary.tasks,
-        "accepted": summary.accepted,
+        "tasks": summary.total("tasks"),
+        "accepted": summary.total("accepted"),
         "model_calls": calls,
         "wall_s": round(wall, 2),
         "calls_per_s": round(calls / wall, 1),
         "cpu_ms_per_call": round(1000 * cpu / calls, 2),
-        "cpu_ms_per_trajectory": round(1000 * cpu / max(1, summary.trajectories), 1),
-        "acceptance_rate": round(summary.accepted / max(1, summary.trajectories), 3),
+        "cpu_ms_per_trajectory": round(1000 * cpu / max(1, summary.total("trajectories")), 1),
+        "acceptance_rate": round(summary.total("accepted") / max(1, summary.total("trajectories")), 3),
     }
     for key, value in figures.items():
         print(f"{key:<24} {value}")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from simulators.tool_simulator import OutcomeRates
 from synth.llm.offline.faults import FaultConfig
 from synth.llm.presets import PRESETS, EndpointConfig, preset_endpoint
+from synth.llm.pricing import Price
 from synth.records import ROLES, Role
 
 
@@ -70,6 +71,9 @@ class SynthConfig(BaseModel):
     roles: dict[Role, RoleOverride] = Field(default_factory=dict)
     run: RunConfig = Field(default_factory=RunConfig)
     offline_faults: FaultConfig = Field(default_factory=FaultConfig)
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="USD per million tokens by model id, on top of the built-in table"
+    )
     tool_outcomes: OutcomeRates = Field(
         default_factory=OutcomeRates, description="how often simulated tools fail, per effect type"
     )
@@ -124,9 +128,11 @@ def load_config(
     file: Path | None = None,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
 ) -> SynthConfig:
-    """Merge file < environment < flags and validate. `flags` uses dotted keys ("run.tasks")."""
-    layers: list[tuple[str, dict[str, Any]]] = []
+    """Merge base < file < environment < flags and validate. `flags` uses dotted keys ("run.tasks");
+    `base` is a recorded config (a resumed run starts from its own)."""
+    layers: list[tuple[str, dict[str, Any]]] = [("the run's recorded config", dict(base))] if base else []
     if file is not None:
         layers.append((str(file), read_config_file(file)))
     env_layer: dict[str, Any] = {}

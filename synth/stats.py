@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from synth.llm.pricing import default_price_table
-from synth.run_folder import read_run_info
+from synth.records import Usage
+from synth.run_folder import read_markers, read_run_info
 from synth.store import open_catalog, require_run
 
 
@@ -58,7 +59,12 @@ def funnel(run_dir: Path) -> dict[str, Any]:
     finally:
         con.close()
     info = read_run_info(run_dir)
-    usage = info.get("usage", {})
+    # Done-markers hold what each finished unit spent, so an interrupted run's bill is right too.
+    spent_by_role: dict[str, Usage] = {}
+    for summary in read_markers(run_dir):
+        for role, spent in summary.usage.items():
+            spent_by_role[role] = spent_by_role.get(role, Usage()).add(spent)
+    usage = {role: spent.model_dump() for role, spent in spent_by_role.items()} or info.get("usage", {})
     prices = default_price_table()
     k2_equivalent = 0.0
     for role_usage in usage.values():

@@ -15,6 +15,7 @@ variable SYNTH_TEST_KEY and short timeouts and backoffs; clients are closed at t
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -217,3 +218,9 @@ async def build() -> AsyncIterator[Build]:
     yield factory
     for ctx in built:
         await ctx.client.aclose()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`synth generate` defaults to Ray; tests (module fixtures included) run inline unless they test
+    Ray itself. Set before any fixture runs, for the whole session."""
+    os.environ["SYNTH_RUNNER"] = "inline"

@@ -10,7 +10,7 @@ import pytest
 
 from synth.config import load_config
 from synth.run_folder import prepare_run_folder
-from synth.runners.inline import generate
+from synth.runners.driver import generate
 from synth.stats import funnel
 
 pytestmark = pytest.mark.live

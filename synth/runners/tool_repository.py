@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
 
-from synth.catalog import Category, Domain, load_personas, load_rubric_templates, load_taxonomy
+from synth.catalog import Category, Domain
 from synth.config import SynthConfig
-from synth.pipeline.context import Context
 from synth.pipeline.domains import evolve_domains
 from synth.pipeline.tools import generate_domain_tools
 from synth.records import ToolSpec
 from synth.run_folder import finish_run_info
-from synth.runners.inline import Progress, bounded, build_client
+from synth.runners.common import Progress, bounded, build_client, build_context
 from synth.store import write_shard
 from synth.toolrepo.dedup import Merge, NearDuplicateIndex
 
@@ -39,7 +38,7 @@ async def build_tool_repository(
     """At least `target` unique, valid tools (fewer only if the generator stalls) into `out_dir`."""
     report = progress or (lambda stage, done, total: None)
     client = build_client(config, env)
-    ctx = Context(client, config.run, load_taxonomy(), load_rubric_templates(), load_personas(), config.tool_outcomes)
+    ctx = build_context(config, client)
     per_domain = config.run.tools_per_domain
     try:
         domains = await evolve_domains(
