@@ -36,9 +36,14 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+class RunnerChoice(StrEnum):
+    ray = "ray"
+    inline = "inline"
+
+
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", help="run folder to create (must be new or empty)")],
+    out: Annotated[Path, typer.Option("--out", help="run folder to create (new or empty), or to resume")],
     preset: Annotated[str | None, typer.Option(help="offline | kimi-k2 | vllm | sglang | openai")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file")] = None,
     tasks: Annotated[int | None, typer.Option(help="tasks to roll out")] = None,
@@ -48,40 +53,76 @@ def generate(
     tools: Annotated[
         Path | None, typer.Option("--tools", help="start from this tool repository (synth tools ...)")
     ] = None,
+    runner: Annotated[
+        RunnerChoice, typer.Option(envvar="SYNTH_RUNNER", help="ray (local or --ray-address) or inline (debugging)")
+    ] = RunnerChoice.ray,
+    ray_address: Annotated[
+        str | None, typer.Option(envvar="RAY_ADDRESS", help="existing Ray cluster, e.g. auto or ray://host:10001")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run in --out")] = False,
+    max_cost_usd: Annotated[
+        float | None, typer.Option(min=0, help="stop before spending more than this; finished work is kept")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print expected calls, tokens and cost; call nothing")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Generate tools, agents, tasks, trajectories and verdicts into a run folder."""
-    from synth.run_folder import RunFolderError, prepare_run_folder
-    from synth.runners.inline import generate as run_generate
+    from synth.run_folder import RunFolderError, prepare_run_folder, read_run_info, resume_run_folder
+    from synth.runners.driver import generate as run_generate
 
     flags: dict[str, Any] = {"preset": preset, "run.tasks": tasks, "run.seed": seed}
     for role in ("generator", "policy", "user", "tool", "judge"):
         flags[f"roles.{role}.base_url"] = base_url
         flags[f"roles.{role}.model"] = model
     try:
-        settings = load_config(config, os.environ, flags)
+        recorded = (
+            read_run_info(out.expanduser().resolve())["config"] if resume and (out / "run.json").is_file() else None
+        )
+        settings = load_config(config, os.environ, flags, base=recorded)
+        if dry_run:
+            from synth.runners.estimate import estimate, render_estimate
+
+            typer.echo(render_estimate(estimate(settings, settings.endpoints(os.environ))))
+            return
         # Keys are checked before the folder is made: a run that cannot start writes nothing.
         check_keys(settings.endpoints(os.environ), os.environ)
         repository = _load_repository(tools) if tools is not None else None
-        run_dir = prepare_run_folder(out, settings)
+        run_dir = resume_run_folder(out, settings) if resume else prepare_run_folder(out, settings)
     except (ConfigError, RunFolderError, ValueError) as exc:
         _fail(str(exc))
         return
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if not quiet and (done == total or done % max(1, total // 10) == 0):
-            typer.echo(f"  {stage:<9} {done}/{total}", err=True)
-
     from synth.llm.errors import ModelCallError
 
+    def say(line: str) -> None:
+        if not quiet:
+            typer.echo(line, err=True)
+
     try:
-        summary = asyncio.run(run_generate(settings, run_dir, os.environ, progress, repository))
-    except (ConfigError, ModelCallError) as exc:
-        _fail(f"{exc}\nwork finished so far is kept in {run_dir}", code=1)
+        result = asyncio.run(
+            run_generate(
+                settings,
+                run_dir,
+                os.environ,
+                runner=runner.value,
+                repository=repository,
+                max_cost_usd=max_cost_usd,
+                ray_address=ray_address,
+                say=say,
+            )
+        )
+    except KeyboardInterrupt:
+        _fail(f"interrupted; finished shards are kept in {run_dir}: continue with --out {out} --resume", code=130)
         return
+    except (ConfigError, ModelCallError) as exc:
+        _fail(f"{exc}\nfinished shards are kept in {run_dir}: continue with --resume", code=1)
+        return
+    status = "done" if result.complete else "stopped at the budget" if result.stopped_for_budget else "incomplete"
     typer.echo(
-        f"{run_dir}: {summary.tools} tools, {summary.agents} agents, {summary.tasks} tasks, "
-        f"{summary.trajectories} trajectories, {summary.accepted} accepted, {summary.failures} failures"
+        f"{run_dir}: {result.total('tasks')} tasks, {result.total('trajectories')} trajectories, "
+        f"{result.total('accepted')} accepted, {result.total('failures')} failures, ${result.cost_usd:.4f} ({status})"
     )
 
 
@@ -134,6 +175,37 @@ def stats(
         _fail(str(exc))
         return
     typer.echo(json.dumps(figures, indent=2) if as_json else render_funnel(figures))
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder")],
+    format: Annotated[str, typer.Option("--format", help="openai | hf | sharegpt | rl")],
+    to: Annotated[Path, typer.Option("--to", help="file to write (JSONL: openai, sharegpt; Parquet: hf, rl)")],
+    min_score: Annotated[float | None, typer.Option("--min-score", help="keep verdict scores >= X")] = None,
+    where: Annotated[
+        str | None, typer.Option("--where", help="SQL boolean expression over the sft view's columns (rl: rl's)")
+    ] = None,
+    include_rejected: Annotated[bool, typer.Option("--all", help="include rejected trajectories")] = False,
+    force: Annotated[bool, typer.Option("--force", help="overwrite the file if it exists")] = False,
+) -> None:
+    """Export a run as training data: OpenAI fine-tuning JSONL, HF/TRL Parquet, ShareGPT or the RL table."""
+    import duckdb
+
+    from synth.export import ExportError, export_run
+    from synth.store import NotARunError
+
+    try:
+        result = export_run(
+            run_dir, format, to, min_score=min_score, where=where, include_rejected=include_rejected, force=force
+        )
+    except (NotARunError, ExportError) as exc:
+        _fail(str(exc))
+        return
+    except (duckdb.Error, OSError) as exc:
+        _fail(f"export failed, nothing written: {exc}", code=1)
+        return
+    typer.echo(f"wrote {result.rows} rows ({result.format}) to {result.path}")
 
 
 @app.command("serve-offline")

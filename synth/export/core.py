@@ -1,0 +1,191 @@
+"""`export_run`: select a run's rows through DuckDB, convert them batch by batch, write one file.
+
+Rows stream out of DuckDB as Arrow record batches of `BATCH_ROWS` rows; each batch is converted and
+written before the next is fetched, so memory follows the batch size, not the run size. Rows keep
+the store's order (no sort, which would hold the whole result). The file appears under its name only
+once complete (see `synth.export.sinks.atomic_target`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pyarrow as pa
+
+from synth.export.hf import HF_SCHEMA, hf_example
+from synth.export.openai_chat import openai_example
+from synth.export.rl import RL_SCHEMA, rl_example
+from synth.export.sharegpt import sharegpt_example
+from synth.export.sinks import JsonLinesSink, ParquetSink, Sink, atomic_target
+from synth.export.where import UnsafeWhere, filter_statement
+from synth.store import open_catalog, require_run
+
+BATCH_ROWS = 1000
+"""Rows per Arrow batch fetched from DuckDB (and per write)."""
+
+
+class ExportError(ValueError):
+    """An export that cannot start: bad format, filter or target. Nothing is written."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    view: Literal["sft", "rl"]  # the view `--where` is written against
+    file: Literal["jsonl", "parquet"]
+    convert: Callable[[dict[str, Any]], dict[str, Any]]
+    schema: pa.Schema | None = None  # Parquet formats only
+
+
+FORMATS: dict[str, ExportFormat] = {
+    "openai": ExportFormat("openai", "sft", "jsonl", openai_example),
+    "hf": ExportFormat("hf", "sft", "parquet", hf_example, HF_SCHEMA),
+    "sharegpt": ExportFormat("sharegpt", "sft", "jsonl", sharegpt_example),
+    "rl": ExportFormat("rl", "rl", "parquet", rl_example, RL_SCHEMA),
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    rows: int
+
+
+# Every judged trajectory as sft-shaped rows (the `sft` view holds the accepted ones only); it shadows
+# the view under the same name so `--where` reads the same columns either way, plus `accepted`.
+_SFT_ALL = """WITH sft AS (
+    SELECT r.trajectory_id, r.task_id, v.rubric_kind, v.score, t.messages, r.tools, r.accepted
+    FROM rl AS r
+    JOIN trajectories AS t ON t.id = r.trajectory_id
+    JOIN verdicts AS v ON v.trajectory_id = r.trajectory_id
+)
+"""
+_SFT_SELECT = """SELECT s.trajectory_id, s.task_id, s.rubric_kind, s.score, {accepted} AS accepted, s.messages, s.tools
+FROM ({filtered}
+) AS s"""
+_RL_SELECT = """SELECT r.task_id, r.trajectory_id, a.system_prompt, r.prompt, r.tools, r.environment, a.sandbox,
+       k.expected_actions, r.rubric, r.reward, r.accepted
+FROM ({filtered}
+) AS r
+JOIN tasks AS k ON k.id = r.task_id
+LEFT JOIN agents AS a ON a.id = k.agent_id"""
+
+
+def export_run(
+    run_dir: Path,
+    format: str,
+    to: Path,
+    *,
+    min_score: float | None = None,
+    where: str | None = None,
+    include_rejected: bool = False,
+    force: bool = False,
+    batch_rows: int | None = None,
+) -> ExportResult:
+    """Write the run's accepted trajectories (all judged ones with `include_rejected`) whose verdict
+    score is at least `min_score` and for which `where` (SQL over the `sft` view's columns, or the
+    `rl` view's for the rl format) holds, to `to` in `format`. NotARunError for a folder that is not a
+    run; ExportError for anything else wrong with the request."""
+    run_dir = require_run(run_dir)
+    spec = _format(format)
+    if min_score is not None and not math.isfinite(min_score):
+        raise ExportError(f"--min-score must be a number, got {min_score}")
+    try:
+        filtered = filter_statement(spec.view, where)
+    except UnsafeWhere as exc:
+        raise ExportError(str(exc)) from None
+    target = _target(Path(to), force)
+    query, params = _query(spec, filtered, include_rejected, min_score)
+    rows = batch_rows or BATCH_ROWS
+    con = open_catalog(run_dir)
+    try:
+        reader = _reader(con, query, params, rows, where)
+        written = _write(spec, reader, target)
+    finally:
+        con.close()
+    return ExportResult(target, spec.name, written)
+
+
+def _format(name: str) -> ExportFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ExportError(f"unknown format {name!r}; choose one of {', '.join(FORMATS)}") from None
+
+
+def _target(to: Path, force: bool) -> Path:
+    to = to.expanduser().absolute()
+    if not to.parent.is_dir():
+        raise ExportError(f"{to.parent} does not exist (or is not a folder); create it first")
+    if to.is_dir():
+        raise ExportError(f"{to} is a folder; give a file path")
+    if to.exists() and not force:
+        raise ExportError(f"{to} exists; pass --force to overwrite it")
+    return to
+
+
+def _query(spec: ExportFormat, filtered: str, include_rejected: bool, min_score: float | None) -> tuple[str, list[Any]]:
+    conditions: list[str] = []
+    params: list[Any] = []
+    if spec.view == "rl":
+        query = _RL_SELECT.format(filtered=filtered)
+        score = "r.reward"
+        if not include_rejected:
+            conditions.append("r.accepted")
+    elif include_rejected:
+        query = _SFT_ALL + _SFT_SELECT.format(filtered=filtered, accepted="s.accepted")
+        score = "s.score"
+    else:  # the sft view holds accepted trajectories only
+        query = _SFT_SELECT.format(filtered=filtered, accepted="TRUE")
+        score = "s.score"
+    if min_score is not None:
+        conditions.append(f"{score} >= $1")
+        params.append(min_score)
+    if conditions:
+        query += "\nWHERE " + " AND ".join(conditions)
+    return query, params
+
+
+def _reader(
+    con: duckdb.DuckDBPyConnection, query: str, params: list[Any], rows: int, where: str | None
+) -> pa.RecordBatchReader:
+    try:
+        relation = con.sql(query, params=params or None)
+        assert relation is not None
+        return relation.to_arrow_reader(rows)
+    except duckdb.Error as exc:
+        # The query itself is fixed; what fails to bind is the user's --where (an unknown column...).
+        if where is not None:
+            raise ExportError(f"--where {where!r} does not work on this export: {exc}") from None
+        raise ExportError(f"export query failed: {exc}") from None
+
+
+def _write(spec: ExportFormat, reader: pa.RecordBatchReader, target: Path) -> int:
+    written = 0
+    with atomic_target(target) as temporary:
+        sink = _open_sink(spec, temporary)
+        try:
+            for batch in reader:
+                if batch.num_rows:
+                    sink.write_rows([spec.convert(row) for row in batch.to_pylist()])
+                    written += batch.num_rows
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                sink.close()
+            raise
+        sink.close()
+    return written
+
+
+def _open_sink(spec: ExportFormat, path: Path) -> Sink:
+    if spec.file == "parquet":
+        assert spec.schema is not None
+        return ParquetSink(path, spec.schema)
+    return JsonLinesSink(path)
