@@ -159,3 +159,25 @@ def test_dry_run_calls_nothing_and_writes_nothing(runner: CliRunner, tmp_path: P
     assert "nothing was called" in result.output and "kimi-k2" in result.output
     assert "$" in result.output
     assert not run.exists()
+
+
+def test_ctrl_c_stops_gracefully_keeps_finished_shards_and_resumes(runner: CliRunner, tmp_path: Path) -> None:
+    config = _config(tmp_path, SLOW)
+    run = tmp_path / "interrupted"
+    env = {k: v for k, v in os.environ.items() if k not in RUN_ENV} | {"SYNTH_RUNNER": "inline"}
+    command = [sys.executable, "-m", "synth", "generate", "--out", str(run), "--config", str(config), "-q"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((run / "_done").glob("0*.json")):
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "--resume" in stderr and "Traceback" not in stderr
+    kept = len(list((run / "_done").glob("0*.json")))
+    assert 1 <= kept < 6
+
+    resumed = runner.invoke(app, ["generate", "--out", str(run), "--resume", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    _assert_consistent(run, 60)
