@@ -37,6 +37,7 @@ class RoleOverride(BaseModel):
     max_concurrency: int | None = Field(default=None, gt=0)
     timeout_s: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
+    max_backoff_s: float | None = Field(default=None, gt=0)
 
 
 class RunConfig(BaseModel):

@@ -6,7 +6,7 @@ import random
 from collections import deque
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Fault = Literal[
     "ok",
@@ -43,6 +43,13 @@ class FaultConfig(BaseModel):
     latency_s: float = Field(default=0.0, ge=0, description="added to every answer")
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _rates_at_most_one(self) -> FaultConfig:
+        total = sum(self.rates().values())
+        if total > 1:
+            raise ValueError(f"fault rates add up to {total:.2f}; they must not exceed 1")
+        return self
+
     def rates(self) -> dict[Fault, float]:
         return {
             "rate_limit": self.rate_limit,
@@ -64,9 +71,6 @@ class FaultPlan:
         self._config = config
         self._script: deque[Fault] = deque(config.script)
         self._rng = random.Random(config.seed)
-        total = sum(config.rates().values())
-        if total > 1:
-            raise ValueError(f"fault rates add up to {total:.2f}; they must not exceed 1")
 
     @property
     def config(self) -> FaultConfig:
