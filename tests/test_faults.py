@@ -124,3 +124,19 @@ def test_a_ray_worker_killed_mid_shard_is_retried_without_loss_or_duplicates(tmp
     for table, key in (("tasks", "id"), ("trajectories", "id"), ("verdicts", "trajectory_id")):
         row = synth_query(run, f"SELECT count(*) AS n, count(DISTINCT {key}) AS d FROM {table}").to_pylist()[0]
         assert row["n"] == row["d"] == 40, table
+
+
+def test_unknown_tool_answers_are_recorded_not_crashes(tmp_path: Path) -> None:
+    (tmp_path / "unknown.toml").write_text("[run]\ntasks = 12\ndomains = 3\n[offline_faults]\nunknown_tool = 0.3\n")
+    config = load_config(tmp_path / "unknown.toml", {}, {})
+    run = prepare_run_folder(tmp_path / "run", config)
+    asyncio.run(generate(config, run, {}, runner="inline"))
+    figures = funnel(run)
+    assert figures["failures"].get("rollout", 0) == 0  # answered with an error tool result instead
+    assert figures["judged"] == figures["tasks"] == 12
+    unknown = synth_query(
+        run,
+        "SELECT count(*) AS n FROM verdicts WHERE list_contains(list_transform(checks, lambda c: "
+        "c.name || ':' || c.passed::VARCHAR), 'tool_names_exist:false')",
+    ).to_pylist()[0]["n"]
+    assert unknown > 0

@@ -39,7 +39,7 @@ def answer_policy(
     called, failed = _calls_so_far(messages)
     wanted = _relevant_tools(user_text, functions)
     # Retry a tool that failed once; a second failure is reported to the user instead.
-    retry = [name for name in failed if failed.count(name) == 1 and called.count(name) == 1]
+    retry = [name for name in failed if name in functions and failed.count(name) == 1 and called.count(name) == 1]
     pending = retry or [name for name in wanted if name not in called]
     if pending and messages[-1].get("role") == "tool" and rng.random() < slip_rate:
         pending = []  # the slip: answers before the job is done
