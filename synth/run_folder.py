@@ -1,13 +1,15 @@
-"""The run folder's run.json: config snapshot, versions, seed, timings, usage per role."""
+"""The run folder's run.json: config snapshot, versions, seed, timings, usage per role; done-markers.
+
+A run folder is a local folder or an object-store prefix (`s3://bucket/runs/r1`): every function
+takes a `Path`, a str (path or URI) or a `RunLocation`, and writes atomically through it.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel, Field
 
@@ -15,48 +17,81 @@ import synth
 from synth.config import SynthConfig
 from synth.records import Role, Usage
 from synth.store import RUN_FILE, SCHEMA_VERSION
+from synth.store.location import RunLocation
+
+Where = Path | str | RunLocation
 
 
 class RunFolderError(ValueError):
     """The output folder cannot hold a new run; the message says why and what to do."""
 
 
-def prepare_run_folder(run_dir: Path, config: SynthConfig) -> Path:
-    """Create the run folder (it must be new or empty) and write its run.json."""
-    run_dir = run_dir.expanduser().resolve()
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir} exists and is not a folder; choose another --out")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise RunFolderError(f"{run_dir} is not empty; choose a new --out folder")
+def _location(run_dir: Where) -> RunLocation:
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        return RunLocation.of(run_dir)
+    except ValueError as exc:
+        raise RunFolderError(str(exc)) from None
+
+
+def _same_kind(run_dir: Where, location: RunLocation) -> Path | RunLocation:
+    """What a caller gave, it gets back: a Path (absolute) for a Path, a RunLocation otherwise."""
+    if isinstance(run_dir, Path) and location.local_path is not None:  # a Path is always local
+        return location.local_path
+    return location
+
+
+@overload
+def prepare_run_folder(run_dir: Path, config: SynthConfig) -> Path: ...
+@overload
+def prepare_run_folder(run_dir: str | RunLocation, config: SynthConfig) -> RunLocation: ...
+def prepare_run_folder(run_dir: Where, config: SynthConfig) -> Path | RunLocation:
+    """Create the run folder (it must be new or empty) and write its run.json."""
+    location = _location(run_dir)
+    try:
+        if location.exists() and not location.is_dir():
+            raise RunFolderError(f"{location} exists and is not a folder; choose another --out")
+        if not location.is_empty():
+            raise RunFolderError(f"{location} is not empty; choose a new --out folder")
     except OSError as exc:
-        raise RunFolderError(f"{run_dir}: cannot create the run folder: {exc.strerror}") from None
-    write_run_info(
-        run_dir,
-        {
-            "synth_version": synth.__version__,
-            "schema_version": SCHEMA_VERSION,
-            "seed": config.run.seed,
-            "config": config.model_dump(mode="json"),
-            "started_at": datetime.now(UTC).isoformat(),
-            "finished_at": None,
-            "usage": {},
-        },
-    )
-    return run_dir
+        raise RunFolderError(f"{location}: cannot look at the run folder: {exc}") from None
+    try:
+        location.make_dirs()
+    except OSError as exc:
+        raise RunFolderError(f"{location}: cannot create the run folder: {exc.strerror or exc}") from None
+    info = {
+        "synth_version": synth.__version__,
+        "schema_version": SCHEMA_VERSION,
+        "seed": config.run.seed,
+        "config": config.model_dump(mode="json"),
+        "started_at": datetime.now(UTC).isoformat(),
+        "finished_at": None,
+        "usage": {},
+    }
+    try:
+        write_run_info(location, info)
+    except OSError as exc:
+        raise RunFolderError(f"{location}: cannot write {RUN_FILE}: {exc.strerror or exc}") from None
+    return _same_kind(run_dir, location)
 
 
-def resume_run_folder(run_dir: Path, config: SynthConfig) -> Path:
+@overload
+def resume_run_folder(run_dir: Path, config: SynthConfig) -> Path: ...
+@overload
+def resume_run_folder(run_dir: str | RunLocation, config: SynthConfig) -> RunLocation: ...
+def resume_run_folder(run_dir: Where, config: SynthConfig) -> Path | RunLocation:
     """An interrupted run's folder, ready to continue: same schema version, same config."""
-    run_dir = run_dir.expanduser().resolve()
-    if not (run_dir / RUN_FILE).is_file():
-        raise RunFolderError(f"{run_dir} is not a synth run folder (no {RUN_FILE}); drop --resume to start one")
-    info = read_run_info(run_dir)
+    location = _location(run_dir)
+    try:
+        found = location.is_file(RUN_FILE)
+    except OSError as exc:
+        raise RunFolderError(f"{location}: cannot look at the run folder: {exc}") from None
+    if not found:
+        raise RunFolderError(f"{location} is not a synth run folder (no {RUN_FILE}); drop --resume to start one")
+    info = read_run_info(location)
     version = info.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise RunFolderError(
-            f"{run_dir} was written with schema version {version}; "
+            f"{location} was written with schema version {version}; "
             f"this synth reads up to {SCHEMA_VERSION}: upgrade synth"
         )
     differences = _differences(info.get("config", {}), config.model_dump(mode="json"))
@@ -66,8 +101,8 @@ def resume_run_folder(run_dir: Path, config: SynthConfig) -> Path:
         )
     info["finished_at"] = None
     info.setdefault("resumed_at", []).append(datetime.now(UTC).isoformat())
-    write_run_info(run_dir, info)
-    return run_dir
+    write_run_info(location, info)
+    return _same_kind(run_dir, location)
 
 
 def _differences(recorded: Any, now: Any, path: str = "") -> list[str]:
@@ -79,18 +114,18 @@ def _differences(recorded: Any, now: Any, path: str = "") -> list[str]:
     return [] if recorded == now else [f"{path or '(config)'}: {recorded!r} -> {now!r}"]
 
 
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_FILE
+def read_run_info(run_dir: Where) -> dict[str, Any]:
+    location = _location(run_dir)
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(location.read_bytes(RUN_FILE))
     except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{path}: unreadable run file: {exc}") from None
+        raise RunFolderError(f"{location.display(RUN_FILE)}: unreadable run file: {exc}") from None
     if not isinstance(info, dict):
-        raise RunFolderError(f"{path}: not a synth run file (expected a JSON object)")
+        raise RunFolderError(f"{location.display(RUN_FILE)}: not a synth run file (expected a JSON object)")
     return info
 
 
-def finish_run_info(run_dir: Path, usage: dict[Role, Usage], models: dict[str, str]) -> None:
+def finish_run_info(run_dir: Where, usage: dict[Role, Usage], models: dict[str, str]) -> None:
     info = read_run_info(run_dir)
     info["finished_at"] = datetime.now(UTC).isoformat()
     info["usage"] = {role: value.model_dump() for role, value in usage.items()}
@@ -98,22 +133,13 @@ def finish_run_info(run_dir: Path, usage: dict[Role, Usage], models: dict[str, s
     write_run_info(run_dir, info)
 
 
-def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+def write_run_info(run_dir: Where, info: dict[str, Any]) -> None:
     """Atomically replace run.json (a reader sees the old file or the new one, never half)."""
-    _atomic_json(run_dir, RUN_FILE, info)
+    _write_json(_location(run_dir), RUN_FILE, info)
 
 
-def _atomic_json(folder: Path, name: str, value: Any) -> None:
-    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(value, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, folder / name)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+def _write_json(location: RunLocation, relative: str, value: Any) -> None:
+    location.write_bytes(relative, json.dumps(value, indent=2).encode("utf-8"))
 
 
 # ---------------------------------------------------------------- done markers
@@ -142,23 +168,24 @@ class StageSummary(BaseModel):
         return sum(u.prompt_tokens + u.completion_tokens for u in self.usage.values())
 
 
-def write_marker(run_dir: Path, summary: StageSummary) -> None:
+def write_marker(run_dir: Where, summary: StageSummary) -> None:
     """Mark a unit of work complete (atomically); written after all of its data files."""
-    folder = run_dir / MARKERS
-    folder.mkdir(exist_ok=True)
-    _atomic_json(folder, f"{summary.name}.json", summary.model_dump(mode="json"))
+    _write_json(_location(run_dir), f"{MARKERS}/{summary.name}.json", summary.model_dump(mode="json"))
 
 
-def read_marker(run_dir: Path, name: str) -> StageSummary | None:
+def read_marker(run_dir: Where, name: str) -> StageSummary | None:
     """The summary of a completed unit of work, or None when it has not completed."""
-    path = run_dir / MARKERS / f"{name}.json"
-    if not path.is_file():
+    location = _location(run_dir)
+    relative = f"{MARKERS}/{name}.json"
+    if not location.is_file(relative):
         return None
-    return StageSummary.model_validate_json(path.read_text())
+    return StageSummary.model_validate_json(location.read_bytes(relative))
 
 
-def read_markers(run_dir: Path) -> list[StageSummary]:
-    folder = run_dir / MARKERS
-    if not folder.is_dir():
-        return []
-    return [StageSummary.model_validate_json(path.read_text()) for path in sorted(folder.glob("*.json"))]
+def read_markers(run_dir: Where) -> list[StageSummary]:
+    """Every completed unit of work's summary, by name (one listing, then one read per marker)."""
+    location = _location(run_dir)
+    return [
+        StageSummary.model_validate_json(location.read_bytes(f"{MARKERS}/{name}"))
+        for name in location.list(MARKERS, "*.json")
+    ]

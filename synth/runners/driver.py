@@ -3,6 +3,9 @@
 The driver holds shard summaries only (never trajectories), so its memory stays flat however many
 tasks a run has. Whatever runs a shard, the shard writes its own files and marker; the driver
 decides what to start next: nothing already marked (resume), nothing past the budget.
+
+The run folder may be local or an object-store prefix (`s3://bucket/runs/r1`): Ray workers get its
+name (`RunLocation.uri`) and open it themselves, with credentials from their own environment.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any, Literal
 from synth.config import SynthConfig
 from synth.pipeline.agents import ToolPools
 from synth.records import ToolSpec, Usage
-from synth.run_folder import StageSummary, finish_run_info, read_marker
+from synth.run_folder import StageSummary, finish_run_info, read_markers
 from synth.runners.shard import ShardPlan, plan_shards, run_shard, tools_stage
+from synth.store.location import RunLocation
 
 Runner = Literal["inline", "ray"]
 Say = Callable[[str], None]
@@ -77,7 +81,7 @@ class _Tally:
 
 async def generate(
     config: SynthConfig,
-    run_dir: Path,
+    run_dir: Path | str | RunLocation,
     env: Mapping[str, str],
     *,
     runner: Runner = "inline",
@@ -87,18 +91,20 @@ async def generate(
     say: Say | None = None,
 ) -> RunResult:
     """Run (or resume) every shard of the run in `run_dir`; finishes run.json when all are done."""
+    location = RunLocation.of(run_dir)
     report = say or (lambda line: None)
     plans = plan_shards(config.run)
     tally = _Tally(config.run.tasks, report)
-    pools, tools_summary = await tools_stage(config, run_dir, env, repository)
+    pools, tools_summary = await tools_stage(config, location, env, repository)
     tally.summaries.append(tools_summary)
     report(
         f"  tools: {sum(len(g) for g in pools.domains)} in {len(pools.domains)} domains"
         + (f" + {len(pools.sandboxes)} sandboxes" if pools.sandboxes else "")
     )
     todo = []
+    marked = {summary.name: summary for summary in read_markers(location)}  # one listing, not one look-up a shard
     for plan in plans:
-        done = read_marker(run_dir, plan.name)
+        done = marked.get(plan.name)
         if done is not None:
             tally.add(done, resumed=True)
         else:
@@ -106,9 +112,9 @@ async def generate(
     if len(todo) < len(plans):
         report(f"  resuming: {len(plans) - len(todo)} of {len(plans)} shards already done")
     if runner == "ray":
-        stopped = _run_on_ray(config, run_dir, todo, pools, tally, max_cost_usd, ray_address)
+        stopped = _run_on_ray(config, location, todo, pools, tally, max_cost_usd, ray_address)
     else:
-        stopped = await _run_inline(config, run_dir, env, todo, pools, tally, max_cost_usd)
+        stopped = await _run_inline(config, location, env, todo, pools, tally, max_cost_usd)
     result = RunResult(tally.summaries, len(plans), stopped)
     if result.complete:
         usage: dict[str, Usage] = {}
@@ -117,7 +123,7 @@ async def generate(
             for role, spent in summary.usage.items():
                 usage[role] = usage.get(role, Usage()).add(spent)
             models.update(summary.models)
-        finish_run_info(run_dir, usage, models)  # type: ignore[arg-type]
+        finish_run_info(location, usage, models)  # type: ignore[arg-type]
     return result
 
 
@@ -133,7 +139,7 @@ def _over_budget(tally: _Tally, in_flight: int, max_cost_usd: float | None) -> b
 
 async def _run_inline(
     config: SynthConfig,
-    run_dir: Path,
+    run_dir: RunLocation,
     env: Mapping[str, str],
     todo: list[ShardPlan],
     pools: ToolPools,
@@ -150,7 +156,7 @@ async def _run_inline(
 
 def _run_on_ray(
     config: SynthConfig,
-    run_dir: Path,
+    run_dir: RunLocation,
     todo: list[ShardPlan],
     pools: ToolPools,
     tally: _Tally,
@@ -180,7 +186,7 @@ def _run_on_ray(
                 stopped = True
                 break
             plan = queue.pop(0)
-            running[remote.remote(settings, str(run_dir), plan, pools_ref, parallel)] = plan
+            running[remote.remote(settings, run_dir.uri, plan, pools_ref, parallel)] = plan
         if not running:
             break
         ready, _ = ray.wait(list(running), num_returns=1)
@@ -191,10 +197,11 @@ def _run_on_ray(
 
 
 def _shard_task(settings: dict[str, Any], run_dir: str, plan: ShardPlan, pools: ToolPools, parallel: int) -> Any:
-    """One shard in a Ray worker. Keys come from the worker's own environment, never from the
-    task's arguments, so they never enter Ray's object store or logs."""
+    """One shard in a Ray worker. Keys (model endpoints' and the object store's) come from the
+    worker's own environment, never from the task's arguments, so they never enter Ray's object
+    store or logs; `run_dir` is a path or a credential-free URI."""
     import os
 
     config = SynthConfig.model_validate(settings)
-    summary = asyncio.run(run_shard(config, Path(run_dir), plan, pools, os.environ, parallel))
+    summary = asyncio.run(run_shard(config, RunLocation.of(run_dir), plan, pools, os.environ, parallel))
     return summary.model_dump(mode="json")

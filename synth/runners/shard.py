@@ -4,6 +4,7 @@ rollouts and the judge, written as its own Parquet shards and closed by a done-m
 A shard's output is a function of (config, shard index), its files have fixed names, and the
 marker is written last: a shard that died half-way is simply run again, and its files are replaced,
 never duplicated. The tools stage runs once per run, before the shards, and is marked the same way.
+The run folder may be local or in an object store: everything goes through its `RunLocation`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from simulators.environment import sandbox_toolsets
 from synth.config import RunConfig, SynthConfig
@@ -27,6 +27,7 @@ from synth.records import AgentSpec, Record, Task, ToolSpec, Trajectory, Verdict
 from synth.run_folder import StageSummary, read_marker, write_marker
 from synth.runners.common import bounded, build_client, build_context
 from synth.store import read_table, write_shard
+from synth.store.location import RunLocation
 
 TOOLS_MARKER = "tools"
 
@@ -65,7 +66,7 @@ def _summary(name: str, ctx: Context, started: float, **counts: int) -> StageSum
 
 
 async def tools_stage(
-    config: SynthConfig, run_dir: Path, env: Mapping[str, str], repository: list[ToolSpec] | None
+    config: SynthConfig, run_dir: RunLocation, env: Mapping[str, str], repository: list[ToolSpec] | None
 ) -> tuple[ToolPools, StageSummary]:
     """The run's tool pools: generated (or taken from `repository`) once, then read back on resume."""
     sandboxes = sandbox_toolsets() if config.run.sandbox_share > 0 else {}
@@ -118,7 +119,12 @@ def _group(tools: object) -> list[list[ToolSpec]]:
 
 
 async def run_shard(
-    config: SynthConfig, run_dir: Path, plan: ShardPlan, pools: ToolPools, env: Mapping[str, str], parallel: int = 1
+    config: SynthConfig,
+    run_dir: RunLocation,
+    plan: ShardPlan,
+    pools: ToolPools,
+    env: Mapping[str, str],
+    parallel: int = 1,
 ) -> StageSummary:
     """Agents, tasks, rollouts and verdicts for the shard's task slots; idempotent."""
     done = read_marker(run_dir, plan.name)
@@ -135,7 +141,9 @@ async def run_shard(
     return summary
 
 
-async def _run_shard(ctx: Context, run_dir: Path, plan: ShardPlan, pools: ToolPools, started: float) -> StageSummary:
+async def _run_shard(
+    ctx: Context, run_dir: RunLocation, plan: ShardPlan, pools: ToolPools, started: float
+) -> StageSummary:
     run = ctx.run
     per_agent = run.tasks_per_agent
     first_agent = plan.first_slot // per_agent

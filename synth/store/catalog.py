@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from synth.store.location import NotLocalError, local_run_path
 from synth.store.parquet import SHARD_GLOB, shard_paths
 from synth.store.readonly import read_only_statement
 from synth.store.schema import TABLES, schema_for
@@ -57,7 +58,10 @@ def open_catalog(run_dir: Path) -> duckdb.DuckDBPyConnection:
 
 def require_run(run_dir: Path) -> Path:
     """`run_dir` as an absolute path, if it is a synth run folder; NotARunError otherwise."""
-    run_dir = Path(run_dir).resolve()
+    try:
+        run_dir = local_run_path(run_dir, "synth query/stats/export")
+    except NotLocalError as exc:
+        raise NotARunError(str(exc)) from None
     if not (run_dir / RUN_FILE).is_file():
         raise NotARunError(f"{run_dir} is not a synth run folder (no {RUN_FILE} in it)")
     return run_dir

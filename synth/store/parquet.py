@@ -1,83 +1,98 @@
 """Parquet shards: `<root>/<table>/part-<shard>.parquet`, written atomically.
 
-A shard is written under a hidden temporary name in its final folder, flushed to disk and renamed into
-place, so a reader (or the `part-*.parquet` glob) sees either the whole file or nothing. Shard names
-derive from their inputs, so a rerun can skip the shards that `shard_exists` reports.
+`root` is a local folder (`Path` or str) or any location `RunLocation` opens (`s3://bucket/run`,
+`file:///abs/run`, ...). In a local folder a shard is written under a hidden temporary name, flushed
+to disk and renamed into place; in an object store it is built in memory and uploaded in one piece.
+Either way a reader (or the `part-*.parquet` glob) sees the whole file or nothing. Shard names derive
+from their inputs, so a rerun can skip the shards that `shard_exists` reports.
+
+Functions given a `Path` answer with `Path`s, as they always did; given a str or a `RunLocation`
+they answer with strings (`RunLocation.display`: the URI on an object store).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
+from typing import overload
 
 import pyarrow.parquet as pq
 
 from synth.records import Record
+from synth.store.location import RunLocation
 from synth.store.schema import from_table, record_type, to_table
 
 SHARD_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 SHARD_GLOB = "part-*.parquet"
 COMPRESSION = "zstd"
 
+Root = Path | str | RunLocation
 
-def shard_path(root: Path, table: str, shard: str) -> Path:
-    """Where shard `shard` of `table` lives; a ValueError for an unknown table or an unsafe name."""
+
+def shard_name(table: str, shard: str) -> str:
+    """`<table>/part-<shard>.parquet`; a ValueError for an unknown table or an unsafe shard name."""
     record_type(table)
     if not SHARD_NAME.fullmatch(shard):
         raise ValueError(f"invalid shard name {shard!r}: use letters, digits, '_', '.' and '-' only")
-    return Path(root) / table / f"part-{shard}.parquet"
+    return f"{table}/part-{shard}.parquet"
 
 
-def shard_exists(root: Path, table: str, shard: str) -> bool:
+@overload
+def shard_path(root: Path, table: str, shard: str) -> Path: ...
+@overload
+def shard_path(root: str | RunLocation, table: str, shard: str) -> str: ...
+def shard_path(root: Root, table: str, shard: str) -> Path | str:
+    """Where shard `shard` of `table` lives; a ValueError for an unknown table or an unsafe name."""
+    relative = shard_name(table, shard)
+    if isinstance(root, Path):
+        return root / relative
+    return RunLocation.of(root).display(relative)
+
+
+def shard_exists(root: Root, table: str, shard: str) -> bool:
     """Whether shard `shard` of `table` was written completely (temporary files do not count)."""
-    return shard_path(root, table, shard).is_file()
+    return RunLocation.of(root).is_file(shard_name(table, shard))
 
 
-def shard_paths(root: Path, table: str) -> list[Path]:
+@overload
+def shard_paths(root: Path, table: str) -> list[Path]: ...
+@overload
+def shard_paths(root: str | RunLocation, table: str) -> list[str]: ...
+def shard_paths(root: Root, table: str) -> list[Path] | list[str]:
     """The complete shards of `table`, sorted by name."""
     record_type(table)
-    return sorted((Path(root) / table).glob(SHARD_GLOB))
+    names = RunLocation.of(root).list(table, SHARD_GLOB)
+    if isinstance(root, Path):
+        return [root / table / name for name in names]
+    location = RunLocation.of(root)
+    return [location.display(f"{table}/{name}") for name in names]
 
 
-def write_shard(root: Path, table: str, shard: str, records: Sequence[Record]) -> Path | None:
-    """Write `records` as one shard of `table` and return its path; None (and no file) when empty.
+@overload
+def write_shard(root: Path, table: str, shard: str, records: Sequence[Record]) -> Path | None: ...
+@overload
+def write_shard(root: str | RunLocation, table: str, shard: str, records: Sequence[Record]) -> str | None: ...
+def write_shard(root: Root, table: str, shard: str, records: Sequence[Record]) -> Path | str | None:
+    """Write `records` as one shard of `table` and return where; None (and no file) when empty.
 
     Rewriting an existing shard replaces it atomically."""
-    path = shard_path(root, table, shard)
+    relative = shard_name(table, shard)
     if not records:
         return None
     data = to_table(records, table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
-    try:
-        # "xb": never clobber another writer's temp file; permissions follow the umask.
-        with open(temp, "xb") as sink:
-            pq.write_table(data, sink, compression=COMPRESSION)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    written = RunLocation.of(root).write_atomic(
+        relative, lambda sink: pq.write_table(data, sink, compression=COMPRESSION)
+    )
+    return root / relative if isinstance(root, Path) else written
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory (Windows cannot).
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_table(root: Path, table: str) -> list[Record]:
+def read_table(root: Root, table: str) -> list[Record]:
     """Every record of `table`, shard by shard: meant for small tables and tests (use DuckDB at scale)."""
-    return [record for path in shard_paths(root, table) for record in from_table(pq.read_table(path), table)]
+    record_type(table)
+    location = RunLocation.of(root)
+    return [
+        record
+        for name in location.list(table, SHARD_GLOB)
+        for record in from_table(pq.read_table(location.path(f"{table}/{name}"), filesystem=location.fs), table)
+    ]
