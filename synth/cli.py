@@ -43,7 +43,14 @@ class RunnerChoice(StrEnum):
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", help="run folder to create (new or empty), or to resume")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            help="run folder to create (new or empty), or to resume: a local path or an object-store URI "
+            "(s3://bucket/prefix, gs://..., file:///abs/path; credentials and endpoint from AWS_* variables)",
+        ),
+    ],
     preset: Annotated[str | None, typer.Option(help="offline | kimi-k2 | vllm | sglang | openai")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config file")] = None,
     tasks: Annotated[int | None, typer.Option(help="tasks to roll out")] = None,
@@ -71,15 +78,15 @@ def generate(
     """Generate tools, agents, tasks, trajectories and verdicts into a run folder."""
     from synth.run_folder import RunFolderError, prepare_run_folder, read_run_info, resume_run_folder
     from synth.runners.driver import generate as run_generate
+    from synth.store.location import RunLocation, copy_hint
 
     flags: dict[str, Any] = {"preset": preset, "run.tasks": tasks, "run.seed": seed}
     for role in ("generator", "policy", "user", "tool", "judge"):
         flags[f"roles.{role}.base_url"] = base_url
         flags[f"roles.{role}.model"] = model
     try:
-        recorded = (
-            read_run_info(out.expanduser().resolve())["config"] if resume and (out / "run.json").is_file() else None
-        )
+        location = RunLocation.of(out)
+        recorded = read_run_info(location)["config"] if resume and location.is_file("run.json") else None
         settings = load_config(config, os.environ, flags, base=recorded)
         if dry_run:
             from synth.runners.estimate import estimate, render_estimate
@@ -89,9 +96,12 @@ def generate(
         # Keys are checked before the folder is made: a run that cannot start writes nothing.
         check_keys(settings.endpoints(os.environ), os.environ)
         repository = _load_repository(tools) if tools is not None else None
-        run_dir = resume_run_folder(out, settings) if resume else prepare_run_folder(out, settings)
+        run_dir = resume_run_folder(location, settings) if resume else prepare_run_folder(location, settings)
     except (ConfigError, RunFolderError, ValueError) as exc:
         _fail(str(exc))
+        return
+    except OSError as exc:  # the object store refused (no such bucket, no access, unreachable endpoint)
+        _fail(f"{out}: {exc}")
         return
 
     from synth.llm.errors import ModelCallError
@@ -119,11 +129,16 @@ def generate(
     except (ConfigError, ModelCallError) as exc:
         _fail(f"{exc}\nfinished shards are kept in {run_dir}: continue with --resume", code=1)
         return
+    except OSError as exc:  # the disk or the object store failed under a running shard
+        _fail(f"writing {run_dir} failed: {exc}\nfinished shards are kept: continue with --out {out} --resume", code=1)
+        return
     status = "done" if result.complete else "stopped at the budget" if result.stopped_for_budget else "incomplete"
     typer.echo(
         f"{run_dir}: {result.total('tasks')} tasks, {result.total('trajectories')} trajectories, "
         f"{result.total('accepted')} accepted, {result.total('failures')} failures, ${result.cost_usd:.4f} ({status})"
     )
+    if run_dir.local_path is None:
+        say(f"  synth query/stats/export read local folders: copy the run first ({copy_hint(run_dir.uri)})")
 
 
 def _load_repository(folder: Path) -> list[ToolSpec]:
@@ -208,15 +223,92 @@ def export(
     typer.echo(f"wrote {result.rows} rows ({result.format}) to {result.path}")
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder")],
+    to: Annotated[Path, typer.Option("--to", help="HTML file to write (replaced if it exists)")],
+    sample: Annotated[int, typer.Option(min=0, help="accepted and rejected trajectories to show, each")] = 20,
+    top: Annotated[int, typer.Option(min=1, help="entries in each top list (categories, domains, tools...)")] = 12,
+) -> None:
+    """Write a self-contained HTML report: funnel, acceptance, judge, tools, failures, cost, diversity, samples."""
+    import duckdb
+
+    from synth.report import ReportError, build_report
+    from synth.run_folder import RunFolderError
+    from synth.store import NotARunError
+
+    try:
+        result = build_report(run_dir, to, per_outcome=sample, top=top)
+    except (NotARunError, RunFolderError, ReportError) as exc:
+        _fail(str(exc))
+        return
+    except (duckdb.Error, OSError) as exc:
+        _fail(f"report failed, nothing written: {exc}", code=1)
+        return
+    typer.echo(f"wrote {result.path} ({result.bytes:,} bytes, {result.sampled} trajectories sampled)")
+
+
 @app.command("serve-offline")
 def serve_offline(
     port: Annotated[int, typer.Option(help="loopback port to listen on")] = 8000,
     host: Annotated[str, typer.Option(help="interface; loopback unless you mean otherwise")] = "127.0.0.1",
+    latency_ms: Annotated[float, typer.Option(help="fixed latency added to every answer (benchmarks)")] = 0.0,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="requests served at once; over it see --over-capacity (default: no cap)")
+    ] = None,
+    over_capacity: Annotated[
+        str, typer.Option(help="over the cap: 'reject' answers 429 + Retry-After, as a provider does; 'wait' queues")
+    ] = "reject",
+    canned: Annotated[
+        bool, typer.Option("--canned", help="benchmark mode: precomputed answers per request kind, no role logic")
+    ] = False,
+    rate_limit: Annotated[float, typer.Option(help="share of requests answered 429")] = 0.0,
+    rate_limit_retry_after: Annotated[float, typer.Option(help="share answered 429 with Retry-After")] = 0.0,
+    server_error: Annotated[float, typer.Option(help="share answered 500")] = 0.0,
+    timeout: Annotated[float, typer.Option(help="share that hang for --timeout-s before answering")] = 0.0,
+    drop: Annotated[float, typer.Option(help="share whose connection is dropped mid-answer")] = 0.0,
+    malformed_json: Annotated[float, typer.Option(help="share of JSON-mode answers that are not JSON")] = 0.0,
+    bad_arguments: Annotated[float, typer.Option(help="share of tool calls with unparseable arguments")] = 0.0,
+    unknown_tool: Annotated[float, typer.Option(help="share of tool calls naming a tool not offered")] = 0.0,
+    truncated: Annotated[float, typer.Option(help="share of answers cut short (finish_reason length)")] = 0.0,
+    retry_after_s: Annotated[float, typer.Option(help="Retry-After sent with 429s")] = 0.05,
+    timeout_s: Annotated[float, typer.Option(help="how long a 'timeout' request hangs")] = 5.0,
+    fault_seed: Annotated[int, typer.Option(help="seed of the fault draws")] = 0,
 ) -> None:
-    """Serve the offline model as an OpenAI-compatible endpoint (POST /v1/chat/completions)."""
+    """Serve the offline model as an OpenAI-compatible endpoint (POST /v1/chat/completions), with
+    optional benchmark knobs: fixed latency, a concurrency cap, fault rates and canned answers."""
     import uvicorn
+    from pydantic import ValidationError
 
-    from synth.llm.offline import OfflineModel
+    from synth.llm.offline import BenchConfig, FaultConfig, OfflineModel
 
-    typer.echo(f"offline model on http://{host}:{port}/v1 (Ctrl-C to stop)", err=True)
-    uvicorn.run(OfflineModel().app, host=host, port=port, log_level="warning")
+    try:
+        faults = FaultConfig(
+            latency_s=latency_ms / 1000,
+            rate_limit=rate_limit,
+            rate_limit_retry_after=rate_limit_retry_after,
+            server_error=server_error,
+            timeout=timeout,
+            drop=drop,
+            malformed_json=malformed_json,
+            bad_arguments=bad_arguments,
+            unknown_tool=unknown_tool,
+            truncated=truncated,
+            retry_after_s=retry_after_s,
+            timeout_s=timeout_s,
+            seed=fault_seed,
+        )
+        bench = BenchConfig.model_validate(
+            {"max_concurrency": max_concurrency, "over_capacity": over_capacity, "canned": canned}
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'fault rates'}: {e['msg']}" for e in exc.errors())
+        _fail(f"serve-offline: {problems}")
+        return
+    mode = [f"latency {latency_ms:g} ms"] + (["canned answers"] if canned else [])
+    if max_concurrency is not None:
+        mode.append(f"at most {max_concurrency} at once, then {'429' if over_capacity == 'reject' else 'queue'}")
+    mode += [f"{name} {rate:g}" for name, rate in faults.rates().items() if rate]
+    typer.echo(f"offline model on http://{host}:{port}/v1 ({', '.join(mode)}; Ctrl-C to stop)", err=True)
+    model = OfflineModel(faults, bench=bench)
+    uvicorn.run(model.app, host=host, port=port, log_level="warning", access_log=False)

@@ -2,7 +2,8 @@
 
 It runs in-process behind the SDK's HTTP transport or on a loopback port (`synth serve-offline`);
 either way requests travel through the real `openai` SDK. Answers are a function of the request
-(and its seed), so runs are reproducible.
+(and its seed), so runs are reproducible. The benchmark mode (`BenchConfig`: a concurrency cap and
+canned answers; see `synth.llm.offline.bench`) makes it a cheap endpoint for measuring the client.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from synth.llm.offline.bench import (
+    BenchConfig,
+    CapacityGate,
+    canned_answer,
+    canned_completion,
+    canned_usage,
+    request_kind,
+)
 from synth.llm.offline.chat_answers import STOP_MARKER, ChatAnswer, answer_policy, answer_user
 from synth.llm.offline.faults import Fault, FaultConfig, FaultPlan
 from synth.llm.offline.json_answers import answer_json
@@ -53,21 +62,63 @@ class OfflineModel:
         slip_rate: float = 0.15,
         raw_tool_calls: bool = False,
         api_key: str | None = None,
+        bench: BenchConfig | None = None,
     ) -> None:
         self.model = model
         self.slip_rate = slip_rate
         self.raw_tool_calls = raw_tool_calls
+        self.bench = bench or BenchConfig()
         self._api_key = api_key
         self._plan = FaultPlan(faults or FaultConfig())
+        self._gate = CapacityGate(self.bench.max_concurrency, self.bench.over_capacity)
         self._seen_prefixes: OrderedDict[str, None] = OrderedDict()
         self.requests = 0
+        self.answered = 0
         self.faults_served: dict[str, int] = {}
         self.app = Starlette(
             routes=[
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/offline/stats", self._stats, methods=["GET"]),
             ]
         )
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet answered."""
+        return self._gate.in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        return self._gate.peak_in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a slot (policy 'wait')."""
+        return self._gate.waiting
+
+    @property
+    def rejected(self) -> int:
+        """Requests answered 429 for being over the concurrency cap (policy 'reject')."""
+        return self._gate.rejected
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for benchmarks and tests; also served as GET /offline/stats."""
+        return {
+            "requests": self.requests,
+            "answered": self.answered,
+            "latency_s": self._plan.config.latency_s,
+            "canned": self.bench.canned,
+            "faults": dict(self.faults_served),
+            **self._gate.stats(),
+        }
+
+    async def _stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.stats())
+
+    async def _pause(self, seconds: float) -> None:
+        """The fixed latency of every answer (a seam for tests)."""
+        await asyncio.sleep(seconds)
 
     async def _models(self, request: Request) -> JSONResponse:
         return JSONResponse(
@@ -79,15 +130,31 @@ class OfflineModel:
         if self._api_key is not None and request.headers.get("authorization") != f"Bearer {self._api_key}":
             return _error(401, "Invalid Authentication", "invalid_authentication_error")
         try:
-            body = await request.json()
+            raw = await request.body()
+            body = json.loads(raw)
             messages = body["messages"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             return _error(400, "request body must be JSON with a 'messages' list", "invalid_request_error")
+        config = self._plan.config
+        if not await self._gate.enter():
+            self.faults_served["over_capacity"] = self.faults_served.get("over_capacity", 0) + 1
+            return _error(
+                429,
+                f"Too many concurrent requests (at most {self._gate.limit}); retry shortly",
+                "rate_limit_error",
+                {"retry-after": f"{config.retry_after_s:g}"},
+            )
+        try:
+            return await self._answer(body, messages, len(raw))
+        finally:
+            self._gate.leave()
+
+    async def _answer(self, body: dict[str, Any], messages: list[dict[str, Any]], size: int) -> Response:
         fault = self._plan.next()
         self.faults_served[fault] = self.faults_served.get(fault, 0) + 1
         config = self._plan.config
         if config.latency_s:
-            await asyncio.sleep(config.latency_s)
+            await self._pause(config.latency_s)
         if fault in ("rate_limit", "rate_limit_retry_after"):
             headers = {"retry-after": f"{config.retry_after_s:g}"} if fault == "rate_limit_retry_after" else None
             return _error(429, "Rate limit reached, slow down", "rate_limit_error", headers)
@@ -99,6 +166,9 @@ class OfflineModel:
             await asyncio.sleep(config.timeout_s)
         if fault == "drop":
             return _DroppedResponse()
+        self.answered += 1
+        if self.bench.canned:
+            return JSONResponse(self.complete_canned(body, fault, size))
         return JSONResponse(self.complete(body, messages, fault))
 
     def complete(self, body: dict[str, Any], messages: list[dict[str, Any]], fault: Fault = "ok") -> dict[str, Any]:
@@ -106,29 +176,27 @@ class OfflineModel:
         rng = random.Random(_fingerprint(body))
         tools = body.get("tools") or []
         json_mode = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
-        finish = "stop"
         if json_mode:
-            text = json.dumps(answer_json(_all_text(messages), rng), ensure_ascii=False)
-            if fault == "malformed_json":
-                text = text[: max(1, len(text) // 2)] + " <- not JSON"
-            answer = ChatAnswer(content=text)
+            answer = ChatAnswer(content=json.dumps(answer_json(_all_text(messages), rng), ensure_ascii=False))
         elif tools:
             answer = answer_policy(messages, tools, rng, self.slip_rate)
-            if answer.tool_calls and fault == "bad_arguments":
-                answer.tool_calls[0]["function"]["arguments"] = '{"broken": '
-            if answer.tool_calls and fault == "unknown_tool":
-                answer.tool_calls[0]["function"]["name"] = "nonexistent_tool"
         elif STOP_MARKER in _all_text([m for m in messages if m.get("role") == "system"]):
             answer = answer_user(messages, rng)
         else:
             answer = ChatAnswer(content="OK.")
-        if answer.tool_calls:
-            finish = "tool_calls"
-        if fault == "truncated":
-            text = answer.content or json.dumps(answer.tool_calls)
-            answer = ChatAnswer(content=text[: max(1, len(text) // 2)])
-            finish = "length"
+        answer, finish = _with_fault(answer, fault, json_mode)
         return self._completion(body, messages, answer, finish)
+
+    def complete_canned(self, body: dict[str, Any], fault: Fault = "ok", size: int = 0) -> dict[str, Any]:
+        """The canned completion for a request of `size` bytes (benchmark mode; no role logic)."""
+        kind = request_kind(body)
+        answer, finish = _with_fault(canned_answer(kind, body), fault, kind == "json")
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+        if answer.tool_calls and self.raw_tool_calls:
+            message["content"] = (answer.content or "") + _raw_section(answer.tool_calls)
+        elif answer.tool_calls:
+            message["tool_calls"] = answer.tool_calls
+        return canned_completion(self.model, self.answered, message, finish, canned_usage(kind, size))
 
     def _completion(
         self, body: dict[str, Any], messages: list[dict[str, Any]], answer: ChatAnswer, finish: str
@@ -169,6 +237,23 @@ class OfflineModel:
         if len(self._seen_prefixes) > _PREFIX_CACHE_SIZE:
             self._seen_prefixes.popitem(last=False)
         return 0
+
+
+def _with_fault(answer: ChatAnswer, fault: Fault, json_mode: bool) -> tuple[ChatAnswer, str]:
+    """The answer as a content fault changes it, with its finish reason."""
+    if json_mode and fault == "malformed_json":
+        text = answer.content or ""
+        answer = ChatAnswer(content=text[: max(1, len(text) // 2)] + " <- not JSON")
+    if answer.tool_calls and fault == "bad_arguments":
+        answer.tool_calls[0]["function"]["arguments"] = '{"broken": '
+    if answer.tool_calls and fault == "unknown_tool":
+        answer.tool_calls[0]["function"]["name"] = "nonexistent_tool"
+    finish = "tool_calls" if answer.tool_calls else "stop"
+    if fault == "truncated":
+        text = answer.content or json.dumps(answer.tool_calls)
+        answer = ChatAnswer(content=text[: max(1, len(text) // 2)])
+        finish = "length"
+    return answer, finish
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
