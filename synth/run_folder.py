@@ -74,6 +74,15 @@ def prepare_run_folder(run_dir: Where, config: SynthConfig) -> Path | RunLocatio
     return _same_kind(run_dir, location)
 
 
+def check_schema_version(where: Where, info: dict[str, Any] | None = None) -> None:
+    """Refuse a run written by a newer synth: its tables may mean something this one cannot read."""
+    version = (info if info is not None else read_run_info(where)).get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise RunFolderError(
+            f"{where} was written with schema version {version}; this synth reads up to {SCHEMA_VERSION}: upgrade synth"
+        )
+
+
 @overload
 def resume_run_folder(run_dir: Path, config: SynthConfig) -> Path: ...
 @overload
@@ -88,12 +97,7 @@ def resume_run_folder(run_dir: Where, config: SynthConfig) -> Path | RunLocation
     if not found:
         raise RunFolderError(f"{location} is not a synth run folder (no {RUN_FILE}); drop --resume to start one")
     info = read_run_info(location)
-    version = info.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise RunFolderError(
-            f"{location} was written with schema version {version}; "
-            f"this synth reads up to {SCHEMA_VERSION}: upgrade synth"
-        )
+    check_schema_version(location, info)
     differences = _differences(info.get("config", {}), config.model_dump(mode="json"))
     if differences:
         raise RunFolderError(

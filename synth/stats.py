@@ -7,18 +7,8 @@ from typing import Any
 
 from synth.llm.pricing import default_price_table
 from synth.records import Usage
-from synth.run_folder import RunFolderError, read_markers, read_run_info
-from synth.store import SCHEMA_VERSION, open_catalog, require_run
-
-
-def check_schema_version(run_dir: Path) -> None:
-    """Refuse a run written by a newer synth: its tables may mean something this one cannot read."""
-    version = read_run_info(run_dir).get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise RunFolderError(
-            f"{run_dir} was written with schema version {version}; this synth reads up to {SCHEMA_VERSION}: "
-            "upgrade synth"
-        )
+from synth.run_folder import check_schema_version, read_markers, read_run_info
+from synth.store import open_catalog, require_run
 
 
 def funnel(run_dir: Path) -> dict[str, Any]:
