@@ -115,6 +115,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.log.unlink(missing_ok=True)  # kept only when the server failed to start
 
 
 def free_port() -> int:
@@ -144,8 +145,9 @@ def start_server(latency_ms: float, canned: bool) -> Server:
         except OSError:
             pass
         if time.monotonic() > deadline:
+            output = log.read_text()
             server.stop()
-            raise RuntimeError(f"the server did not answer GET /v1/models within 60 s:\n{log.read_text()}")
+            raise RuntimeError(f"the server did not answer GET /v1/models within 60 s:\n{output}")
         time.sleep(0.1)
 
 
@@ -557,7 +559,7 @@ def profile_report(path: Path, title: str, calls: int, trajectories: int) -> dic
             for (file, _, name), entry in raw.items()
             if name == function and (file == "~" if where == "~" else where in file)
         )
-        if spent:
+        if spent / total >= 0.0005:
             layers[label] = round(spent / total, 3)
     text = io.StringIO()
     text.write(f"{title}\n{calls} model calls, {trajectories} trajectories in the profiled run; ")
@@ -657,6 +659,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=96, help="tasks in each rollout material run")
     parser.add_argument("--full-rollouts", action="store_true", help="also saturate with the full (non-canned) model")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--json", type=Path, default=OUT / "saturation.json", help="where to write the figures")
     parser.add_argument("--quick", action="store_true", help="warm-up 2 s, window 5 s, CPU window 4 s, 1 CPU run")
     args = parser.parse_args()
     if args.quick:
@@ -739,7 +742,8 @@ def main() -> None:
     }
     at_64 = [r["ratio"] for r in rows if r["concurrency"] == 64 and r["mode"] == "generation"]
     report["generation_c64_best_ratio"] = max(at_64, default=None)
-    (OUT / "saturation.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
 
     print(f"\nendpoint saturation, latency {args.latency_ms:g} ms (ratio = calls/s ÷ (concurrency ÷ latency)):")
     print_rows(rows)
@@ -747,9 +751,9 @@ def main() -> None:
     print_rows(cpu_rows)
     for row in cpu_rows:
         per_trajectory = row["client_cpu_ms_per_trajectory"]
-        runs = ", ".join(f"{value:.2f}" for value in row.get("client_cpu_ms_per_call_runs", []))
+        each = ", ".join(f"{value:.2f}" for value in row.get("client_cpu_ms_per_call_runs", []))
         print(
-            f"  {row['mode']:<13} {row['server']:<6} {row['client_cpu_ms_per_call']:.2f} ms per call (runs: {runs})"
+            f"  {row['mode']:<13} {row['server']:<6} {row['client_cpu_ms_per_call']:.2f} ms per call (runs: {each})"
             + (
                 f", {per_trajectory:.1f} ms per trajectory ({row['calls_per_trajectory']} calls)"
                 if per_trajectory
@@ -760,7 +764,7 @@ def main() -> None:
         print(f"\nprofile {name} ({profile['file']}): where the time goes")
         for label, share in profile["layers"].items():
             print(f"  {share:6.1%}  {label}")
-    print(f"\nwrote {OUT / 'saturation.json'}")
+    print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ state the task's expected actions define.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from dataclasses import dataclass
@@ -30,11 +31,11 @@ class Environment(Protocol):
         self, spec: ToolSpec, call_id: str, arguments: dict[str, Any], *, step: int, seed: int
     ) -> CallResult: ...
 
-    def end_states(self) -> tuple[str | None, str | None]:
+    async def end_states(self) -> tuple[str | None, str | None]:
         """(end-state hash, expected end-state hash) for sandboxes; (None, None) when simulated."""
         ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class SimulatedEnvironment:
@@ -51,15 +52,22 @@ class SimulatedEnvironment:
         self.state = outcome.state
         return CallResult(outcome.content, outcome.change, outcome.usage)
 
-    def end_states(self) -> tuple[str | None, str | None]:
+    async def end_states(self) -> tuple[str | None, str | None]:
         return None, None
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 
 class SandboxEnvironment:
-    """Calls run for real in a sandbox rooted in a private temporary folder."""
+    """Calls run for real in a sandbox rooted in a private temporary folder.
+
+    Sandbox work is blocking (files, DuckDB): it runs in a worker thread, one step at a time per
+    sandbox, so the event loop keeps every other episode's model calls moving meanwhile."""
+
+    @classmethod
+    async def open(cls, name: str, task: Task) -> SandboxEnvironment:
+        return await asyncio.to_thread(cls, name, task)
 
     def __init__(self, name: str, task: Task) -> None:
         if name not in SANDBOXES:
@@ -72,7 +80,7 @@ class SandboxEnvironment:
     async def call(
         self, spec: ToolSpec, call_id: str, arguments: dict[str, Any], *, step: int, seed: int
     ) -> CallResult:
-        result = self._sandbox.call(spec.name, arguments)
+        result, state = await asyncio.to_thread(self._call, spec.name, arguments)
         error = result.get("error") if isinstance(result, dict) else None
         change = StateChange(
             step=step,
@@ -80,18 +88,28 @@ class SandboxEnvironment:
             tool_name=spec.name,
             ok=error is None,
             outcome="success" if error is None else str(error),
-            state_after=self._sandbox.state(),
+            state_after=state,
         )
         return CallResult(json.dumps(result, ensure_ascii=False, default=str), change, Usage())
 
-    def end_states(self) -> tuple[str | None, str | None]:
+    def _call(self, name: str, arguments: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        result = self._sandbox.call(name, arguments)
+        return result, self._sandbox.state()
+
+    def _end_states(self) -> tuple[str | None, str | None]:
         with tempfile.TemporaryDirectory(prefix="synth-replay-") as other:
             expected = replay(self._factory, Path(other), dict(self._task.initial_state), self._task.expected_actions)
         return self._sandbox.state_hash(), expected
 
-    def close(self) -> None:
+    async def end_states(self) -> tuple[str | None, str | None]:
+        return await asyncio.to_thread(self._end_states)
+
+    def _close(self) -> None:
         self._sandbox.close()
         self._folder.cleanup()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
 
 
 def sandbox_toolsets() -> dict[str, list[ToolSpec]]:

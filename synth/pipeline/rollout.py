@@ -53,14 +53,14 @@ class _Episode:
 async def rollout(task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Context) -> Trajectory:
     started = datetime.now(UTC)
     environment: Environment = (
-        SandboxEnvironment(agent.sandbox, task)
+        await SandboxEnvironment.open(agent.sandbox, task)
         if agent.sandbox
         else SimulatedEnvironment(ctx.tool_simulator(), task.initial_state)
     )
     try:
         return await _episode(task, agent, tools, ctx, _Episode(ctx, task, environment), started)
     finally:
-        environment.close()
+        await environment.close()
 
 
 async def _episode(
@@ -113,7 +113,7 @@ async def _episode(
         user_turns += 1
     else:
         stop = "max_turns"
-    end_hash, expected_hash = episode.environment.end_states()
+    end_hash, expected_hash = await episode.environment.end_states()
     return Trajectory(
         id=content_id(task.id, ctx.run.seed, prefix="traj-"),
         task_id=task.id,
