@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp
 
@@ -177,7 +178,15 @@ class ChatClient:
         """One request inside the endpoint's adaptive limit, telling it how the request went."""
         async with endpoint.gate as ticket:
             try:
-                response = await endpoint.sdk.chat.completions.create(**request, timeout=config.timeout_s)
+                # The request is already plain JSON, so it is posted as built: the SDK's per-call
+                # parameter transform (walking every message and tool schema) was half of a call's
+                # CPU (BENCHMARKS.md); the transport, errors and response parsing are the SDK's own.
+                response = await endpoint.sdk.post(
+                    "/chat/completions",
+                    body=request,
+                    cast_to=ChatCompletion,
+                    options={"timeout": config.timeout_s},
+                )
             except openai.APIStatusError as exc:
                 if exc.status_code == 429:
                     endpoint.gate.on_rate_limited(ticket)
