@@ -8,14 +8,13 @@ from anywhere (`page`). Memory and time depend on the sample size, not on the nu
 
 from __future__ import annotations
 
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from synth.report.collect import ReportData, collect
 from synth.report.page import render_page
 from synth.store import require_run
+from synth.store.location import RunLocation
 
 
 class ReportError(ValueError):
@@ -42,18 +41,9 @@ def build_report(run_dir: Path, to: Path, *, per_outcome: int = 20, top: int = 1
 
 
 def write_atomically(target: Path, text: str) -> int:
-    """Write `text` to a temporary file next to `target`, flush it to disk and rename it into place."""
+    """Write `text` to `target` atomically (the store's writer: temp file, fsync, rename)."""
     data = text.encode("utf-8")
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(temporary, "xb") as sink:
-            sink.write(data)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    RunLocation.of(target.parent).write_bytes(target.name, data)
     return len(data)
 
 
