@@ -13,7 +13,6 @@ import hashlib
 import json
 import random
 import time
-from collections import OrderedDict
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,9 +32,8 @@ from synth.llm.offline.bench import (
 from synth.llm.offline.chat_answers import STOP_MARKER, ChatAnswer, answer_policy, answer_user
 from synth.llm.offline.faults import Fault, FaultConfig, FaultPlan
 from synth.llm.offline.json_answers import answer_json
+from synth.llm.prefix_cache import PrefixCache, prompt_tokens, render_prompt
 from synth.llm.presets import OFFLINE_MODEL
-
-_PREFIX_CACHE_SIZE = 4096
 
 
 class DroppedConnection(ConnectionError):
@@ -71,7 +69,9 @@ class OfflineModel:
         self._api_key = api_key
         self._plan = FaultPlan(faults or FaultConfig())
         self._gate = CapacityGate(self.bench.max_concurrency, self.bench.over_capacity)
-        self._seen_prefixes: OrderedDict[str, None] = OrderedDict()
+        # One cache per server, as a provider keeps one per account: prefixes shared across episodes
+        # (an agent's system prompt and tools, a role's instructions) are cached too.
+        self._prefix_cache = PrefixCache()
         self.requests = 0
         self.answered = 0
         self.faults_served: dict[str, int] = {}
@@ -206,7 +206,8 @@ class OfflineModel:
             message["content"] = (answer.content or "") + _raw_section(answer.tool_calls)
         elif answer.tool_calls:
             message["tool_calls"] = answer.tool_calls
-        prompt_tokens = _tokens(json.dumps(messages)) + _tokens(json.dumps(body.get("tools") or []))
+        prompt = render_prompt(messages, body.get("tools"))
+        input_tokens = prompt_tokens(prompt)
         completion_tokens = _tokens(json.dumps(message))
         return {
             "id": "chatcmpl-" + _fingerprint(body)[:24],
@@ -216,27 +217,12 @@ class OfflineModel:
             "system_fingerprint": "synth-offline",
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": {
-                "prompt_tokens": prompt_tokens,
+                "prompt_tokens": input_tokens,
                 "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": self._cached_tokens(body, messages)},
+                "total_tokens": input_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self._prefix_cache.observe(prompt)},
             },
         }
-
-    def _cached_tokens(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> int:
-        # Like a provider prompt cache: the system prompt + tools prefix is billed at the cached rate
-        # once the same prefix has been seen before.
-        prefix = json.dumps([m for m in messages[:1] if m.get("role") == "system"]) + json.dumps(
-            body.get("tools") or []
-        )
-        key = hashlib.sha256(prefix.encode()).hexdigest()
-        if key in self._seen_prefixes:
-            self._seen_prefixes.move_to_end(key)
-            return _tokens(prefix)
-        self._seen_prefixes[key] = None
-        if len(self._seen_prefixes) > _PREFIX_CACHE_SIZE:
-            self._seen_prefixes.popitem(last=False)
-        return 0
 
 
 def _with_fault(answer: ChatAnswer, fault: Fault, json_mode: bool) -> tuple[ChatAnswer, str]:
