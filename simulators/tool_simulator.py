@@ -54,6 +54,12 @@ class OutcomeRates(EffectRates):
 
 EDGE_CASES: dict[str, tuple[str, ...]] = {"read": ("empty", "not_found"), "write": ("not_found", "conflict")}
 TRANSIENT_ERRORS = ("timeout", "rate_limited")
+SYSTEM_PROMPT = (
+    "You are a tool simulator, a world model of APIs. Simulate the tool call against the environment "
+    "state, as the real service would. A read never changes the state. A write returns a state_patch "
+    "(JSON merge patch) that makes later reads see it. For edge_case return an empty or not-found "
+    "result; for partial_failure a result that is only partly successful."
+)
 
 
 class ToolOutcome(BaseModel):
@@ -122,22 +128,18 @@ class ToolSimulator:
                 f"{outcome}:{detail}",
                 {"error": detail, "message": f"{message}; try again", "retryable": True},
             )
+        # What never changes comes first (the instructions, then the tool's spec, then the state that
+        # only writes change, then this call), so a provider's prompt cache can reuse the longest
+        # prefix across the calls of an episode (bench/prompt_cache.py measures it).
         prompt = "\n".join(
             [
-                "Simulate this tool call against the environment state, as the real service would.",
                 f"Tool: {json.dumps(_spec_view(spec), separators=(',', ':'))}",
                 f"State: {json.dumps(state, separators=(',', ':'))}",
                 f"Arguments: {json.dumps(arguments, separators=(',', ':'))}",
                 f"Outcome: {outcome}" + (f" ({detail})" if outcome == "edge_case" else ""),
-                "A read never changes the state. A write returns a state_patch (JSON merge patch) that makes "
-                "later reads see it. For edge_case return an empty or not-found result; for partial_failure "
-                "a result that is only partly successful.",
             ]
         )
-        messages = [
-            Message(role="system", content="You are a tool simulator, a world model of APIs."),
-            Message(role="user", content=prompt),
-        ]
+        messages = [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=prompt)]
         try:
             answer, usage = await self._client.chat_json("tool", messages, ToolOutcome, seed=seed)
         except ModelCallError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -300,3 +301,22 @@ async def test_a_bare_stop_marker_stops_with_no_text(build: Build) -> None:
     turn, _ = await _turn(build, [Step(content=STOP_MARKER)])
 
     assert (turn.stop, turn.content, turn.problem) == (True, None, None)
+
+
+async def test_tool_prompts_keep_what_does_not_change_first(build: Build) -> None:
+    # A provider's prompt cache reuses the longest identical prefix: two calls of one tool on
+    # different states must share the instructions and the tool's spec, and differ only after them.
+    ctx, models = build({"tool": [tool_answer({"status": "cancelled"}), tool_answer({"status": "cancelled"})]})
+    simulator = ToolSimulator(ctx.client, NO_FAULTS)
+    for number, state in enumerate(({"orders": {"A1": {"status": "open"}}}, {"orders": {}})):
+        call_id = f"functions.cancel_order:{number}"
+        await simulator.call(CANCEL_ORDER, state, call_id, {"order_id": "A1"}, step=0, seed=0)
+
+    first, second = (json.dumps(request["messages"]) for request in models["tool"].requests)
+    shared = len(os.path.commonprefix([first, second]))
+    assert first[:shared].count('"role": "system"') == 1  # the whole system message is shared ...
+    assert '"name\\":\\"cancel_order\\"' in first[:shared]  # ... and the spec of the tool
+    assert "State:" in first[:shared] and "Arguments:" not in first[:shared]  # they part at the state
+    # and nothing fixed comes after the parts that change: the instructions are all in the system message
+    user_message = models["tool"].requests[0]["messages"][-1]["content"]
+    assert user_message.splitlines()[-1].startswith("Outcome:")

@@ -16,6 +16,11 @@ from synth.llm.errors import ModelCallError
 from synth.pipeline.context import Context
 from synth.records import CheckResult, CriterionScore, Message, Task, Trajectory, Usage, Verdict
 
+JUDGE_SYSTEM_PROMPT = (
+    "You are a strict evaluator of tool-using AI agents. Score the agent trajectory against its rubric. "
+    "Judge only what the transcript shows. Give one score per criterion, by its exact name."
+)
+
 
 class JudgeScore(BaseModel):
     name: str = Field(description="criterion name, exactly as given")
@@ -159,9 +164,10 @@ def _combine(
 def _judge_messages(trajectory: Trajectory, task: Task) -> list[Message]:
     transcript: list[dict[str, Any]] = [m.to_openai() for m in trajectory.messages if m.role != "system"]
     criteria = [c.model_dump() for c in task.rubric.criteria]
+    # The instructions live in the system message, the same for every trajectory, so a provider's
+    # prompt cache reuses them; what belongs to this trajectory follows.
     prompt = "\n".join(
         [
-            "Score this agent trajectory against its rubric. Judge only what the transcript shows.",
             f"Rubric kind: {task.rubric.kind}",
             f"User goal: {task.user_goal}",
             f"Criteria: {json.dumps(criteria, separators=(',', ':'))}",
@@ -170,10 +176,9 @@ def _judge_messages(trajectory: Trajectory, task: Task) -> list[Message]:
             f"Stop reason: {trajectory.stop_reason}",
             "Transcript:",
             f"```json\n{json.dumps(transcript, ensure_ascii=False)}\n```",
-            "Give one score per criterion, by its exact name.",
         ]
     )
     return [
-        Message(role="system", content="You are a strict evaluator of tool-using AI agents."),
+        Message(role="system", content=JUDGE_SYSTEM_PROMPT),
         Message(role="user", content=prompt),
     ]
