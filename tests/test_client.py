@@ -180,6 +180,23 @@ async def test_retries_exhausted_names_the_endpoint(serve_offline: ServeOffline,
     assert "[judge]" in message
     assert caught.value.role == "judge"
     assert served.model.requests == 3  # max_retries + 1
+    # the attempts of a call that failed are still counted: in the error and in the client's totals
+    assert caught.value.usage.retries == 2
+    assert caught.value.usage.calls == 0
+    assert client.totals["judge"].retries == 2
+
+
+async def test_a_json_call_failing_after_a_repair_reports_what_the_repair_cost(make_client: MakeClient) -> None:
+    scripted = ScriptedModel([Step(content="not json"), Step.error(500), Step.error(500)])
+    client = scripted_client(make_client, scripted, max_retries=1, max_backoff_s=0.01)
+    with pytest.raises(RetriesExhausted) as caught:
+        await client.chat_json("judge", HELLO, Answer, seed=1)
+    scripted.assert_all_used()
+    assert caught.value.usage.calls == 1  # the malformed answer was a call, with its tokens
+    assert caught.value.usage.prompt_tokens > 0
+    assert caught.value.usage.retries == 1
+    assert client.totals["judge"].calls == 1
+    assert client.totals["judge"].retries == 1
 
 
 # ---------------------------------------------------------------- fail fast

@@ -146,7 +146,13 @@ class ChatClient:
             request["response_format"] = {"type": "json_object"}
         if max_tokens is not None:
             request["max_tokens"] = max_tokens
-        response, retries = await self._create(role, endpoint, config, request)
+        try:
+            response, retries = await self._create(role, endpoint, config, request)
+        except ModelCallError as exc:
+            # The attempts of a call that finally failed were made (and may be billed by a
+            # provider that rate-limits late): they belong in the totals the stats report.
+            self.totals[role] = self.totals.get(role, Usage()).add(exc.usage)
+            raise
         result = self._result(role, config, response, retries)
         self.totals[role] = self.totals.get(role, Usage()).add(result.usage)
         return result
@@ -160,7 +166,9 @@ class ChatClient:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
-                    raise EndpointRejected(role, self._rejection(config, status, exc)) from None
+                    raise EndpointRejected(
+                        role, self._rejection(config, status, exc), usage=Usage(retries=attempt)
+                    ) from None
                 delay = _retry_after(exc.response.headers) if status == 429 else None
                 problem = f"HTTP {status}"
             except openai.APITimeoutError:
@@ -169,7 +177,9 @@ class ChatClient:
                 delay, problem = None, f"connection failed ({type(exc.__cause__ or exc).__name__})"
             if attempt == config.max_retries:
                 raise RetriesExhausted(
-                    role, f"{config.base_url}: {problem}, still failing after {config.max_retries} retries"
+                    role,
+                    f"{config.base_url}: {problem}, still failing after {config.max_retries} retries",
+                    usage=Usage(retries=attempt),
                 )
             await asyncio.sleep(self._backoff(config, attempt, delay))
         raise AssertionError("unreachable")
@@ -267,7 +277,11 @@ class ChatClient:
         attempts = self._configs[role].json_repair_attempts + 1
         problem = ""
         for attempt in range(attempts):
-            result = await self.chat(role, conversation, seed=seed + attempt, json_mode=True)
+            try:
+                result = await self.chat(role, conversation, seed=seed + attempt, json_mode=True)
+            except ModelCallError as exc:
+                exc.usage = spent.add(exc.usage)  # the caller's bill includes the answers before it
+                raise
             spent = spent.add(result.usage)
             text = result.message.content or ""
             try:
