@@ -8,6 +8,7 @@ Success is judged objectively: replay the gold actions on a fresh sandbox and co
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import tempfile
@@ -80,13 +81,15 @@ class Sandbox(ABC):
     """An environment with real state. Subclasses declare `tools()` and a handler per tool."""
 
     name: ClassVar[str] = ""
+    # Per concrete class, filled on first use (see `_checked_specs` and `_argument_problem`).
+    _class_specs: ClassVar[dict[str, ToolSpec] | None] = None
+    _class_validators: ClassVar[dict[str, jsonschema.Draft202012Validator] | None] = None
 
     def __init__(self, root: Path, initial_state: JsonObject) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self._closed = False
         self._specs: dict[str, ToolSpec] | None = None
-        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
 
     @abstractmethod
     def tools(self) -> list[ToolSpec]:
@@ -123,7 +126,7 @@ class Sandbox(ABC):
         """Run one tool call. Every problem comes back as `{"error": code, "message": ...}`."""
         if self._closed:
             return {"error": "closed", "message": f"sandbox {self.name!r} is closed"}
-        spec = self.spec(name)
+        spec = self._checked_specs().get(name)
         handler = self.handlers().get(name)
         if spec is None or handler is None:
             return {"error": "unknown_tool", "message": f"no tool named {name!r} in sandbox {self.name!r}"}
@@ -145,12 +148,28 @@ class Sandbox(ABC):
             return {"error": "invalid_arguments", "message": f"arguments are not valid JSON: {exc}"}
         return self.call(call.function.name, arguments)
 
+    def _checked_specs(self) -> dict[str, ToolSpec]:
+        """The specs `call` checks arguments against: read once per sandbox class (a class's tools do
+        not depend on its state, see `sandbox_toolsets`) and never handed out, so every call and every
+        sandbox does not deep-copy the specs again; `spec()` still gives each caller its own copies."""
+        cls = type(self)
+        specs = cls.__dict__.get("_class_specs")
+        if specs is None:
+            specs = {spec.name: spec for spec in self.tools()}
+            cls._class_specs = specs
+        return specs
+
     def _argument_problem(self, spec: ToolSpec, arguments: Any) -> str | None:
         if not isinstance(arguments, dict):
             return "arguments must be a JSON object"
-        validator = self._validators.get(spec.name)
-        if validator is None:
-            validator = self._validators[spec.name] = jsonschema.Draft202012Validator(spec.parameters)
+        cls = type(self)
+        validators = cls.__dict__.get("_class_validators")
+        if validators is None:
+            validators = {}
+            cls._class_validators = validators
+        validator = validators.get(spec.name)
+        if validator is None or validator.schema != spec.parameters:
+            validator = validators[spec.name] = jsonschema.Draft202012Validator(copy.deepcopy(spec.parameters))
         error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
         if error is None:
             return None

@@ -74,6 +74,7 @@ class ChatClient:
         self._endpoints: dict[Role, _Endpoint] = {}
         self._shared: dict[tuple[str, str | None], _Endpoint] = {}
         self.totals: dict[Role, Usage] = {}
+        self._json_instructions: dict[type[BaseModel], str] = {}
 
     def config(self, role: Role) -> EndpointConfig:
         return self._configs[role]
@@ -270,8 +271,12 @@ class ChatClient:
         self, role: Role, messages: list[Message], answer_type: type[T], *, seed: int
     ) -> tuple[T, Usage]:
         """A JSON answer validated as `answer_type`; an invalid one is shown its error and re-asked."""
-        schema = json.dumps(answer_type.model_json_schema(), separators=(",", ":"))
-        instruction = f"{JSON_INSTRUCTION}\n```json\n{schema}\n```"
+        instruction = self._json_instructions.get(answer_type)
+        if instruction is None:
+            # pydantic builds the schema afresh on each call (~0.3 ms for the judge's answer): once
+            # per answer type and client is enough.
+            schema = json.dumps(answer_type.model_json_schema(), separators=(",", ":"))
+            instruction = self._json_instructions[answer_type] = f"{JSON_INSTRUCTION}\n```json\n{schema}\n```"
         conversation = _with_instruction(messages, instruction)
         spent = Usage()
         attempts = self._configs[role].json_repair_attempts + 1
