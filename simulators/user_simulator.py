@@ -56,7 +56,7 @@ class UserSimulator:
             try:
                 result = await self._client.chat("user", messages, seed=seed + attempt)
             except ModelCallError as exc:
-                return UserTurn(None, True, spent, f"user model failed: {exc}")
+                return UserTurn(None, True, spent.add(exc.usage), f"user model failed: {exc}")
             spent = spent.add(result.usage)
             text = (result.message.content or "").strip()
             stop = STOP_MARKER in text

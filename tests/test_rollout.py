@@ -223,6 +223,20 @@ async def test_policy_endpoint_rejecting_the_request_ends_with_model_error(build
     assert trajectory.usage == []
 
 
+async def test_a_policy_call_that_outlasts_its_retries_is_billed_to_the_episode(build: Build) -> None:
+    ctx, models = build({"policy": [Step.error(500)]})
+    retries = ctx.client.config("policy").max_retries
+    models["policy"].steps.extend([Step.error(500)] * retries)
+
+    trajectory = await rollout(make_task(), AGENT, TOOLS, ctx)
+
+    assert trajectory.stop_reason == "model_error"
+    models["policy"].assert_all_used()
+    [policy] = trajectory.usage
+    assert (policy.role, policy.usage.calls, policy.usage.retries) == ("policy", 0, retries)
+    assert retries > 0
+
+
 async def test_raw_k2_tool_call_sections_are_run_as_real_calls(build: Build) -> None:
     raw = (
         "Let me look.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_order:0"

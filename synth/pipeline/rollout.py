@@ -79,6 +79,8 @@ async def _episode(
             )
         except ModelCallError as exc:
             episode.errors.append(str(exc))
+            if exc.usage.calls or exc.usage.retries:  # its attempts count in the episode's bill too
+                episode.spend("policy", exc.usage)
             stop = "model_error"
             break
         episode.spend("policy", result.usage, result.model)
