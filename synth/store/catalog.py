@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from synth.store.location import NotLocalError, local_run_path
 from synth.store.parquet import SHARD_GLOB, shard_paths
 from synth.store.readonly import read_only_statement
-from synth.store.schema import TABLES, schema_for
+from synth.store.schema import SCHEMA_VERSION, TABLES, schema_for
 
 RUN_FILE = "run.json"
 
@@ -79,13 +81,41 @@ def synth_query(run_dir: Path, sql: str) -> pa.Table:
 
 
 def _table_view(con: duckdb.DuckDBPyConnection, run_dir: Path, table: str) -> None:
-    if not shard_paths(run_dir, table):
+    shards = shard_paths(run_dir, table)
+    if not shards:
         # read_parquet fails on a glob that matches nothing; an empty table of the schema keeps
         # the view (and the views built on it) valid. Shards written later need a new catalog.
         con.register(table, schema_for(table).empty_table())
         return
     pattern = _sql_string(f"{run_dir / table}/{SHARD_GLOB}")
-    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({pattern}, union_by_name = true)")
+    union = ", union_by_name = true" if _needs_union(run_dir, shards, table) else ""
+    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({pattern}{union})")
+
+
+def _needs_union(run_dir: Path, shards: list[Path], table: str) -> bool:
+    """Whether the view must merge the shards' schemas by name (`union_by_name`).
+
+    union_by_name opens every shard's footer each time a query binds the view, and a view binds
+    on every statement: with 20,000 shards (a million rows at the default shard size) that is
+    seconds and hundreds of MB per query. Without it DuckDB (2.0, tested) takes the columns from the
+    first shard (in name order) and matches the others to them by name: a nested field a shard lacks
+    reads as NULL, a shard lacking a whole column fails loudly ("schema mismatch"), and columns this
+    synth does not know are left out. So the plain read is used only for a run begun with this
+    schema version (run.json keeps the version it was begun with, also after a resume by a newer
+    synth, so every shard was written with this schema), and then only when the first and the last
+    shard agree with it, as a cheap guard. Any other run merges every footer, as before."""
+    if _begun_with_schema_version(run_dir) != SCHEMA_VERSION:
+        return True
+    current = schema_for(table)
+    return not all(pq.read_schema(shard).equals(current) for shard in {shards[0], shards[-1]})
+
+
+def _begun_with_schema_version(run_dir: Path) -> object:
+    try:
+        info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # unreadable: take the safe, merging read
+    return info.get("schema_version") if isinstance(info, dict) else None
 
 
 def _harden(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
