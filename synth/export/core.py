@@ -1,9 +1,10 @@
 """`export_run`: select a run's rows through DuckDB, convert them batch by batch, write one file.
 
 Rows stream out of DuckDB as Arrow record batches of `BATCH_ROWS` rows; each batch is converted and
-written before the next is fetched, so memory follows the batch size, not the run size. Rows keep
-the store's order (no sort, which would hold the whole result). The file appears under its name only
-once complete (see `synth.export.sinks.atomic_target`).
+written before the next is fetched, so memory follows the batch size, not the run size. Rows come
+in the order DuckDB's parallel joins produce them, which can differ between two exports of one run
+(the set of rows is the same); they are not sorted, since a sort would hold the whole result. The
+file appears under its name only once complete (see `synth.export.sinks.atomic_target`).
 """
 
 from __future__ import annotations
