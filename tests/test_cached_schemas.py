@@ -8,8 +8,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from simulators.arguments import _compiled_validator, _validator, argument_problem
 from simulators.sandboxes.shop import SPECS as SHOP_SPECS
-from simulators.tool_simulator import _compiled_validator, _validator, argument_problem
 from synth.records import ToolSpec
 
 

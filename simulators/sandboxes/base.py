@@ -8,7 +8,6 @@ Success is judged objectively: replay the gold actions on a fresh sandbox and co
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import tempfile
@@ -17,8 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import jsonschema
-
+from simulators.arguments import argument_problem
 from synth.records import ToolCall, ToolSpec, content_id
 
 JsonObject = dict[str, Any]
@@ -81,9 +79,8 @@ class Sandbox(ABC):
     """An environment with real state. Subclasses declare `tools()` and a handler per tool."""
 
     name: ClassVar[str] = ""
-    # Per concrete class, filled on first use (see `_checked_specs` and `_argument_problem`).
+    # Per concrete class, filled on first use (see `_checked_specs`).
     _class_specs: ClassVar[dict[str, ToolSpec] | None] = None
-    _class_validators: ClassVar[dict[str, jsonschema.Draft202012Validator] | None] = None
 
     def __init__(self, root: Path, initial_state: JsonObject) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -130,7 +127,7 @@ class Sandbox(ABC):
         handler = self.handlers().get(name)
         if spec is None or handler is None:
             return {"error": "unknown_tool", "message": f"no tool named {name!r} in sandbox {self.name!r}"}
-        problem = self._argument_problem(spec, arguments)
+        problem = argument_problem(spec, arguments)
         if problem is not None:
             return {"error": "invalid_arguments", "message": problem}
         try:
@@ -158,23 +155,6 @@ class Sandbox(ABC):
             specs = {spec.name: spec for spec in self.tools()}
             cls._class_specs = specs
         return specs
-
-    def _argument_problem(self, spec: ToolSpec, arguments: Any) -> str | None:
-        if not isinstance(arguments, dict):
-            return "arguments must be a JSON object"
-        cls = type(self)
-        validators = cls.__dict__.get("_class_validators")
-        if validators is None:
-            validators = {}
-            cls._class_validators = validators
-        validator = validators.get(spec.name)
-        if validator is None or validator.schema != spec.parameters:
-            validator = validators[spec.name] = jsonschema.Draft202012Validator(copy.deepcopy(spec.parameters))
-        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
-        if error is None:
-            return None
-        where = "/".join(str(part) for part in error.absolute_path) or "(arguments)"
-        return f"{where}: {error.message}"[:300]
 
 
 def replay(factory: SandboxFactory, root: Path, initial_state: JsonObject, actions: Sequence[ToolCall]) -> str:

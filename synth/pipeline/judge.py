@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulators.tool_simulator import argument_problem
+from simulators.arguments import argument_problem
 from synth.llm.errors import ModelCallError
 from synth.pipeline.context import Context
 from synth.records import CheckResult, CriterionScore, Message, Task, Trajectory, Usage, Verdict
