@@ -47,8 +47,10 @@ def open_catalog(run_dir: Path) -> duckdb.DuckDBPyConnection:
     run_dir = require_run(run_dir)
     con = duckdb.connect(":memory:")
     try:
+        # run.json is read once: a run begun with an older schema merges every table's shards.
+        current_schema = _begun_with_schema_version(run_dir) == SCHEMA_VERSION
         for table in TABLES:
-            _table_view(con, run_dir, table)
+            _table_view(con, run_dir, table, current_schema)
         con.execute(_SFT)
         con.execute(_RL)
         _harden(con, run_dir)
@@ -80,7 +82,7 @@ def synth_query(run_dir: Path, sql: str) -> pa.Table:
         con.close()
 
 
-def _table_view(con: duckdb.DuckDBPyConnection, run_dir: Path, table: str) -> None:
+def _table_view(con: duckdb.DuckDBPyConnection, run_dir: Path, table: str, current_schema: bool) -> None:
     shards = shard_paths(run_dir, table)
     if not shards:
         # read_parquet fails on a glob that matches nothing; an empty table of the schema keeps
@@ -88,12 +90,13 @@ def _table_view(con: duckdb.DuckDBPyConnection, run_dir: Path, table: str) -> No
         con.register(table, schema_for(table).empty_table())
         return
     pattern = _sql_string(f"{run_dir / table}/{SHARD_GLOB}")
-    union = ", union_by_name = true" if _needs_union(run_dir, shards, table) else ""
+    union = ", union_by_name = true" if not current_schema or _needs_union(shards, table) else ""
     con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({pattern}{union})")
 
 
-def _needs_union(run_dir: Path, shards: list[Path], table: str) -> bool:
-    """Whether the view must merge the shards' schemas by name (`union_by_name`).
+def _needs_union(shards: list[Path], table: str) -> bool:
+    """Whether the view of a run begun with this schema version must still merge the shards'
+    schemas by name (`union_by_name`).
 
     union_by_name opens every shard's footer each time a query binds the view, and a view binds
     on every statement: with 20,000 shards (a million rows at the default shard size) that is
@@ -104,8 +107,6 @@ def _needs_union(run_dir: Path, shards: list[Path], table: str) -> bool:
     schema version (run.json keeps the version it was begun with, also after a resume by a newer
     synth, so every shard was written with this schema), and then only when the first and the last
     shard agree with it, as a cheap guard. Any other run merges every footer, as before."""
-    if _begun_with_schema_version(run_dir) != SCHEMA_VERSION:
-        return True
     current = schema_for(table)
     return not all(pq.read_schema(shard).equals(current) for shard in {shards[0], shards[-1]})
 
