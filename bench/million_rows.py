@@ -67,8 +67,7 @@ from synth.records import (
 )
 from synth.run_folder import StageSummary, finish_run_info, prepare_run_folder, write_marker
 from synth.store import schema_for, to_table, write_shard
-from synth.store.location import RunLocation
-from synth.store.parquet import COMPRESSION, shard_name
+from synth.store.parquet import write_table_shard
 
 DEFAULT_ROWS = 1_000_000
 TIME = "/usr/bin/time"  # GNU time: per-command peak RSS (see `measure`)
@@ -464,15 +463,12 @@ def _replace(table: pa.Table, **columns: np.ndarray) -> pa.Table:
 
 
 def _write(run_dir: Path, table: str, shard: str, data: pa.Table) -> None:
-    """One shard file, atomically, through the store's location and names (what `write_shard` does
-    with records, here with rows that are already Arrow)."""
+    """One shard of rows that are already Arrow, checked against the store's schema first."""
     if data.num_rows == 0:
         return
     if not data.schema.equals(schema_for(table), check_metadata=True):
         raise AssertionError(f"{table}: generated rows drift from the store's schema")
-    RunLocation.of(run_dir).write_atomic(
-        shard_name(table, shard), lambda sink: pq.write_table(data, sink, compression=COMPRESSION)
-    )
+    write_table_shard(run_dir, table, shard, data)
 
 
 def generate_run(

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import overload
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synth.records import Record
@@ -77,10 +78,14 @@ def write_shard(root: Root, table: str, shard: str, records: Sequence[Record]) -
     """Write `records` as one shard of `table` and return where; None (and no file) when empty.
 
     Rewriting an existing shard replaces it atomically."""
-    relative = shard_name(table, shard)
     if not records:
         return None
-    data = to_table(records, table)
+    return write_table_shard(root, table, shard, to_table(records, table))
+
+
+def write_table_shard(root: Root, table: str, shard: str, data: pa.Table) -> Path | str:
+    """Write rows already in `table`'s Arrow schema as one shard (atomically), and return where."""
+    relative = shard_name(table, shard)
     written = RunLocation.of(root).write_atomic(
         relative, lambda sink: pq.write_table(data, sink, compression=COMPRESSION)
     )
