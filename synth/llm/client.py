@@ -168,7 +168,7 @@ class ChatClient:
                 status = exc.status_code
                 if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
                     raise EndpointRejected(
-                        role, self._rejection(config, status, exc), usage=Usage(retries=attempt)
+                        role, self._rejection(config, status, exc), usage=Usage(retries=attempt), status=status
                     ) from None
                 delay = _retry_after(exc.response.headers) if status == 429 else None
                 problem = f"HTTP {status}"

@@ -1,4 +1,11 @@
-"""What a model call can fail with. Messages name the role and endpoint, never a key."""
+"""What a model call can fail with. Messages name the role and endpoint, never a key.
+
+Every failure of a model call is a `ModelCallError`, and every `ModelCallError` is about the
+endpoint, not about the item that was being made: the item is recorded in `failures` and is never
+judged as if the model had answered. Whether the endpoint itself looks down is the circuit
+breaker's question (`trips_breaker`): transport failures count towards it, a JSON answer that
+stayed invalid does not (the endpoint answered; the answer was bad).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ from synth.records import Usage
 class ModelCallError(RuntimeError):
     """A call that produced no usable answer."""
 
+    trips_breaker = False
+    """Whether this failure says the endpoint may be down (counted by the circuit breaker)."""
+
     def __init__(self, role: str, message: str, usage: Usage | None = None) -> None:
         super().__init__(f"[{role}] {message}")
         self.role = role
@@ -16,12 +26,27 @@ class ModelCallError(RuntimeError):
 
 
 class EndpointRejected(ModelCallError):
-    """400/401/403/404: retrying cannot help; the message says what to fix."""
+    """400/401/403/404/422: retrying cannot help; the message says what to fix."""
+
+    trips_breaker = True
+
+    def __init__(self, role: str, message: str, usage: Usage | None = None, status: int | None = None) -> None:
+        super().__init__(role, message, usage)
+        self.status = status
+        """The HTTP status the endpoint answered (401, 404, ...), when there was one."""
 
 
 class RetriesExhausted(ModelCallError):
-    """429, 5xx, timeouts or dropped connections outlasted the retry budget."""
+    """429, 5xx, timeouts, dropped connections or unusable responses outlasted the retry budget."""
+
+    trips_breaker = True
 
 
 class JsonAnswerError(ModelCallError):
     """A JSON answer still invalid after the repair attempts."""
+
+
+class EndpointDown(ModelCallError):
+    """The endpoint's circuit breaker is open: the call was not sent. The run is stopping."""
+
+    trips_breaker = True
