@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from simulators.arguments import argument_problem
 from simulators.state import merge_patch
 from synth.llm.client import ChatClient
-from synth.llm.errors import ModelCallError
 from synth.records import Message, StateChange, ToolSpec, Usage
 
 Outcome = Literal["success", "partial_failure", "edge_case", "transient_error", "invalid_arguments"]
@@ -140,19 +139,9 @@ class ToolSimulator:
             ]
         )
         messages = [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=prompt)]
-        try:
-            answer, usage = await self._client.chat_json("tool", messages, ToolOutcome, seed=seed)
-        except ModelCallError as exc:
-            step_result = self._unchanged(
-                spec,
-                state,
-                call_id,
-                step,
-                "transient_error",
-                {"error": "tool_simulator_failed", "message": str(exc)[:200]},
-            )
-            step_result.usage = exc.usage
-            return step_result
+        # A failed call (ModelCallError) propagates: the world model's endpoint failed, which is
+        # not a tool result the policy should see (nor a trajectory the judge should score).
+        answer, usage = await self._client.chat_json("tool", messages, ToolOutcome, seed=seed)
         patch = answer.state_patch if spec.effect == "write" else {}
         new_state = merge_patch(state, patch)
         change = StateChange(

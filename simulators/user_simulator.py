@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 
 from synth.llm.client import ChatClient
-from synth.llm.errors import ModelCallError
 from synth.records import Message, Task, Usage
 
 STOP_MARKER = "###STOP###"
@@ -53,10 +52,8 @@ class UserSimulator:
         spent = Usage()
         problem = ""
         for attempt in range(2):
-            try:
-                result = await self._client.chat("user", messages, seed=seed + attempt)
-            except ModelCallError as exc:
-                return UserTurn(None, True, spent.add(exc.usage), f"user model failed: {exc}")
+            # A failed call (ModelCallError) propagates: the endpoint failed, not the user's turn.
+            result = await self._client.chat("user", messages, seed=seed + attempt)
             spent = spent.add(result.usage)
             text = (result.message.content or "").strip()
             stop = STOP_MARKER in text

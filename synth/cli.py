@@ -105,6 +105,7 @@ def generate(
         return
 
     from synth.llm.errors import ModelCallError
+    from synth.runners.shard import RunStopped
 
     def say(line: str) -> None:
         if not quiet:
@@ -126,8 +127,8 @@ def generate(
     except KeyboardInterrupt:
         _fail(f"interrupted; finished shards are kept in {run_dir}: continue with --out {out} --resume", code=130)
         return
-    except (ConfigError, ModelCallError) as exc:
-        _fail(f"{exc}\nfinished shards are kept in {run_dir}: continue with --resume", code=1)
+    except (ConfigError, ModelCallError, RunStopped) as exc:
+        _fail(f"{exc}\nfinished shards are kept in {run_dir}: continue with --out {out} --resume", code=1)
         return
     except OSError as exc:  # the disk or the object store failed under a running shard
         _fail(f"writing {run_dir} failed: {exc}\nfinished shards are kept: continue with --out {out} --resume", code=1)
@@ -137,6 +138,12 @@ def generate(
         f"{run_dir}: {result.total('tasks')} tasks, {result.total('trajectories')} trajectories, "
         f"{result.total('accepted')} accepted, {result.total('failures')} failures, ${result.cost_usd:.4f} ({status})"
     )
+    if not result.complete and not result.stopped_for_budget:
+        # A run that did not finish says why in one line and fails: nothing it lost is hidden.
+        why = result.stopped or (result.unfinished[0] if result.unfinished else "not every shard finished")
+        more = f" (and {len(result.unfinished) - 1} more shard(s))" if len(result.unfinished) > 1 else ""
+        _fail(f"{why}{more}\nfinished shards are kept in {run_dir}: fix it, then continue with --out {out} --resume", 1)
+        return
     if run_dir.local_path is None:
         say(f"  synth query/stats/export read local folders: copy the run first ({copy_hint(run_dir.uri)})")
 

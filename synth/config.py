@@ -59,8 +59,35 @@ class RunConfig(BaseModel):
         default=None, ge=0, le=1, description="rubric score to accept; unset: each rubric's own threshold"
     )
     judge_samples: int = Field(default=1, ge=1, le=9, description="judge answers averaged per trajectory")
-    concurrency: int = Field(default=32, gt=0, description="episodes in flight")
-    shard_size: int = Field(default=50, ge=1, description="tasks per written shard")
+    concurrency: int | None = Field(
+        default=None,
+        gt=0,
+        description="task slots in flight across the run (each makes one call at a time); unset: enough to keep "
+        "every endpoint full (1.25 x the sum of their limits)",
+    )
+    shard_size: int = Field(default=50, ge=1, description="tasks per written shard (the unit of commit and resume)")
+    workers: int | None = Field(
+        default=None, gt=0, description="Ray worker processes; unset: one per CPU of the cluster (sharing the limits)"
+    )
+    endpoint_down_after: int = Field(
+        default=3,
+        ge=1,
+        description="calls in a row that fail after all their retries before an endpoint counts as down and the "
+        "run stops (401/403/404 stop it at once)",
+    )
+    max_unusable_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="share of a shard's slots that may be lost to answers still unusable after repairs before the "
+        "shard is left for --resume; endpoint failures are never tolerated",
+    )
+
+    def slots_in_flight(self, limits: Mapping[str, int]) -> int:
+        """Task slots to keep going: `concurrency`, or enough to keep every endpoint's limit full."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return max(1, -(-5 * sum(limits.values()) // 4))
 
 
 class SynthConfig(BaseModel):

@@ -270,6 +270,10 @@ class Failure(Record):
     item_id: str
     reason: str
     at: datetime
+    cause: Literal["item", "endpoint", "answer"] | None = None
+    """What failed: the item itself, the endpoint (unreachable, refused, kept failing: never the
+    item's verdict; its shard is redone on resume) or the model's answers (still unusable after
+    repairs). None in runs written before causes were recorded."""
 
 
 Task.model_rebuild()

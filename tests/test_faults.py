@@ -88,7 +88,7 @@ def _shard_worker_pids() -> list[int]:
             title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if title.startswith(b"ray::_shard_task"):
+        if title.startswith(b"ray::WorkerProcess"):
             pids.append(int(entry.name))
     return pids
 

@@ -17,6 +17,7 @@ from scripted_support import (
 )
 
 from synth.config import RunConfig
+from synth.llm.errors import EndpointRejected, JsonAnswerError
 from synth.llm.scripted import Step
 from synth.pipeline.judge import judge, objective_checks
 from synth.records import Criterion, Rubric, Verdict
@@ -126,34 +127,30 @@ async def test_recovered_arguments_let_the_judge_accept(build: Build) -> None:
     assert verdict.accepted
 
 
-async def test_a_judge_that_never_answers_json_is_a_failure_never_an_accept(build: Build) -> None:
-    # Even a threshold of 0 cannot turn a judge failure into an accept.
+async def test_a_judge_that_never_answers_json_gives_no_verdict_at_all(build: Build) -> None:
+    # Even a threshold of 0 cannot turn a judge failure into an accept, nor into a rejection with
+    # score 0 that resume would keep forever: there is no verdict.
     task = make_task(rubric=make_task().rubric.model_copy(update={"pass_threshold": 0.0}))
     trajectory = make_trajectory(task, _good_middle(), trace=[ok_change("get_order", "functions.get_order:0")])
     attempts = 3  # the first answer plus json_repair_attempts (2) re-asks
     ctx, models = build({"judge": [Step(content="I think it is good!")] * attempts})
 
-    verdict = await judge(trajectory, task, ctx)
+    with pytest.raises(JsonAnswerError, match=r"\[judge\] no valid JudgeAnswer after 3 attempts") as caught:
+        await judge(trajectory, task, ctx)
 
-    assert verdict.accepted is False
-    assert any(reason.startswith("judge failure") for reason in verdict.reasons), verdict.reasons
-    assert verdict.scores == []
-    assert verdict.score == 0.0
-    assert verdict.judge_usage.calls == attempts
+    assert caught.value.usage.calls == attempts
     models["judge"].assert_all_used()
     # Each re-ask showed the model why its answer was refused.
     assert "not valid" in models["judge"].requests[1]["messages"][-1]["content"]
 
 
-async def test_a_judge_endpoint_error_is_a_failure(build: Build) -> None:
+async def test_a_judge_endpoint_error_is_raised_not_a_rejection(build: Build) -> None:
     task = make_task()
     trajectory = make_trajectory(task, _good_middle(), trace=[ok_change("get_order", "functions.get_order:0")])
     ctx, _ = build({"judge": [Step.error(400)]})
 
-    verdict = await judge(trajectory, task, ctx)
-
-    assert not verdict.accepted
-    assert any(reason.startswith("judge failure") for reason in verdict.reasons)
+    with pytest.raises(EndpointRejected, match=r"\[judge\]"):
+        await judge(trajectory, task, ctx)
 
 
 async def test_a_criterion_the_judge_left_out_counts_zero_and_is_named(build: Build) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from scripted_support import AGENT, TOOLS, Build, call, make_task, tool_answer
 
 from synth.config import RunConfig
+from synth.llm.errors import EndpointRejected, JsonAnswerError, RetriesExhausted
 from synth.llm.scripted import Step
 from synth.pipeline.rollout import rollout
 from synth.records import Message
@@ -210,31 +212,26 @@ async def test_cut_off_policy_answer_stops_with_length(build: Build) -> None:
     assert models["user"].requests == []
 
 
-async def test_policy_endpoint_rejecting_the_request_ends_with_model_error(build: Build) -> None:
+async def test_a_policy_endpoint_rejecting_the_request_fails_the_episode_not_the_item(build: Build) -> None:
     ctx, models = build({"policy": [Step.error(400)]})
 
-    trajectory = await rollout(make_task(), AGENT, TOOLS, ctx)
+    with pytest.raises(EndpointRejected, match=r"\[policy\].*400") as caught:
+        await rollout(make_task(), AGENT, TOOLS, ctx)
 
-    assert trajectory.stop_reason == "model_error"
+    assert caught.value.status == 400
     assert len(models["policy"].requests) == 1  # 400 fails fast: no retries
-    assert len(trajectory.errors) == 1
-    assert "400" in trajectory.errors[0] and "[policy]" in trajectory.errors[0]
-    assert [m.role for m in trajectory.messages] == ["system", "user"]
-    assert trajectory.usage == []
 
 
-async def test_a_policy_call_that_outlasts_its_retries_is_billed_to_the_episode(build: Build) -> None:
+async def test_a_policy_call_that_outlasts_its_retries_is_billed_and_raised(build: Build) -> None:
     ctx, models = build({"policy": [Step.error(500)]})
     retries = ctx.client.config("policy").max_retries
     models["policy"].steps.extend([Step.error(500)] * retries)
 
-    trajectory = await rollout(make_task(), AGENT, TOOLS, ctx)
+    with pytest.raises(RetriesExhausted):
+        await rollout(make_task(), AGENT, TOOLS, ctx)
 
-    assert trajectory.stop_reason == "model_error"
     models["policy"].assert_all_used()
-    [policy] = trajectory.usage
-    assert (policy.role, policy.usage.calls, policy.usage.retries) == ("policy", 0, retries)
-    assert retries > 0
+    assert ctx.client.totals["policy"].retries == retries > 0  # the attempts are still in the bill
 
 
 async def test_raw_k2_tool_call_sections_are_run_as_real_calls(build: Build) -> None:
@@ -277,25 +274,20 @@ async def test_reasoning_content_is_kept_and_sent_back(build: Build) -> None:
     assert models["policy"].requests[1]["messages"][2]["reasoning_content"] == "The user wants A1."
 
 
-async def test_a_failing_tool_model_becomes_an_error_result(build: Build) -> None:
-    task = make_task()
+async def test_a_tool_model_that_never_answers_usably_fails_the_episode(build: Build) -> None:
+    # The world model's failure is not a tool result for the policy to see, nor a conversation to judge.
     ctx, models = build(
         {
-            "policy": [Step.tool_call("cancel_order", {"order_id": "A1"}), Step(content="The shop is down.")],
+            "policy": [Step.tool_call("cancel_order", {"order_id": "A1"})],
             "tool": [Step(content="not json")] * 3,  # the answer and its two repair attempts
-            "user": [Step(content="ok ###STOP###")],
         }
     )
 
-    trajectory = await rollout(task, AGENT, TOOLS, ctx)
+    with pytest.raises(JsonAnswerError, match=r"\[tool\]"):
+        await rollout(make_task(), AGENT, TOOLS, ctx)
 
-    (tool_message,) = _tool_messages(trajectory.messages)
-    assert json.loads(tool_message.content or "")["error"] == "tool_simulator_failed"
-    (change,) = trajectory.state_trace
-    assert (change.ok, change.state_after) == (False, task.initial_state)
-    assert next(e for e in trajectory.usage if e.role == "tool").usage.calls == 3
-    assert trajectory.stop_reason == "user_stop"
     models["tool"].assert_all_used()
+    assert ctx.client.totals["tool"].calls == 3
 
 
 async def test_a_write_changes_the_state_the_next_call_sees(build: Build) -> None:

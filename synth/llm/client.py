@@ -11,6 +11,7 @@ every 429 and count every retry, which the SDK's internal loop hides.
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import json
 import random
@@ -25,6 +26,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp
 
+from synth.llm.breaker import CircuitBreaker
 from synth.llm.errors import EndpointRejected, JsonAnswerError, ModelCallError, RetriesExhausted
 from synth.llm.k2 import has_raw_tool_calls, parse_raw_tool_calls
 from synth.llm.limiter import AdaptiveLimiter
@@ -51,6 +53,22 @@ class _Endpoint:
     config: EndpointConfig
     sdk: openai.AsyncOpenAI
     gate: AdaptiveLimiter
+    breaker: CircuitBreaker
+
+
+def endpoint_key(config: EndpointConfig) -> str:
+    """The name of the endpoint a role uses: roles with the same URL and key share one limit."""
+    return f"{config.base_url} ({config.api_key_env})" if config.api_key_env else config.base_url
+
+
+def endpoint_limits(endpoints: Mapping[Role, EndpointConfig]) -> dict[str, int]:
+    """Each endpoint's concurrency limit: the smallest `max_concurrency` of the roles sharing it, so
+    no role's stated limit is ever passed."""
+    limits: dict[str, int] = {}
+    for config in endpoints.values():
+        key = endpoint_key(config)
+        limits[key] = min(limits.get(key, config.max_concurrency), config.max_concurrency)
+    return limits
 
 
 class ChatClient:
@@ -64,9 +82,16 @@ class ChatClient:
         apps: Mapping[str, ASGIApp] | None = None,
         prices: PriceTable | None = None,
         seed: int = 0,
+        breaker_threshold: int = 3,
+        leased: bool = False,
     ) -> None:
-        """`apps` serves base URLs in-process (the offline and scripted models); others go over HTTP."""
+        """`apps` serves base URLs in-process (the offline and scripted models); others go over HTTP.
+        `leased`: each endpoint's limit starts at 0 and is set from outside (`gates()[key].set_lease`),
+        as a Ray worker's share of a limit its whole cluster shares."""
         self._configs = dict(endpoints)
+        self._limits = endpoint_limits(endpoints)
+        self._breaker_threshold = breaker_threshold
+        self._leased = leased
         self._env = env
         self._apps = dict(apps or {})
         self._prices = prices or default_price_table()
@@ -101,7 +126,11 @@ class ChatClient:
                 timeout=config.timeout_s,
                 http_client=http_client,
             )
-            self._shared[key] = _Endpoint(config, sdk, AdaptiveLimiter(config.max_concurrency))
+            name = endpoint_key(config)
+            gate = AdaptiveLimiter(self._limits[name])
+            if self._leased:
+                gate.set_lease(0)  # nothing is sent before the first lease
+            self._shared[key] = _Endpoint(config, sdk, gate, CircuitBreaker(config.base_url, self._breaker_threshold))
         self._endpoints[role] = self._shared[key]
         return self._endpoints[role]
 
@@ -113,6 +142,26 @@ class ChatClient:
             name = base_url if base_url not in stats else f"{base_url} ({key_env})"
             stats[name] = endpoint.gate.stats()
         return stats
+
+    def session(self) -> ChatClient:
+        """A view of this client with totals of its own: it shares the endpoints (connections,
+        limits, breakers), so the shards of one worker share one budget and bill separately."""
+        view = copy.copy(self)
+        view.totals = {}
+        return view
+
+    def gates(self) -> dict[str, AdaptiveLimiter]:
+        """Every endpoint's limiter, by `endpoint_key`, opening each endpoint the config names."""
+        for role in self._configs:
+            self._endpoint(role)
+        return {endpoint_key(endpoint.config): endpoint.gate for endpoint in self._shared.values()}
+
+    def down(self) -> str | None:
+        """Why an endpoint is down (its breaker opened), naming it; None while every one is up."""
+        for endpoint in self._shared.values():
+            if endpoint.breaker.reason is not None:
+                return endpoint.breaker.reason
+        return None
 
     async def aclose(self) -> None:
         for endpoint in self._shared.values():
@@ -147,14 +196,17 @@ class ChatClient:
             request["response_format"] = {"type": "json_object"}
         if max_tokens is not None:
             request["max_tokens"] = max_tokens
+        endpoint.breaker.check(role)
         try:
             response, retries = await self._create(role, endpoint, config, request)
+            result = self._result(role, config, response, retries)
         except ModelCallError as exc:
             # The attempts of a call that finally failed were made (and may be billed by a
             # provider that rate-limits late): they belong in the totals the stats report.
             self.totals[role] = self.totals.get(role, Usage()).add(exc.usage)
+            endpoint.breaker.on_failure(exc)
             raise
-        result = self._result(role, config, response, retries)
+        endpoint.breaker.on_success()
         self.totals[role] = self.totals.get(role, Usage()).add(result.usage)
         return result
 

@@ -11,6 +11,11 @@ Each slot carries a ticket, the order in which it was granted; the window test c
 `acquire()` and `async with limiter as ticket:` hand it out, and `on_rate_limited`/`on_success`
 take it back; called without one they use the ticket the calling task was last granted.
 
+The ceiling can be moved while requests run (`set_max_limit`): a Ray worker's share of an endpoint
+shared by a cluster is such a ceiling, leased from the run's coordinator (`synth.runners.budget`),
+and may be 0 for a while. The limiter also keeps the time integral of its in-flight count
+(`busy_seconds`), so a run can report how full it kept the endpoint.
+
 Waiters are served first come, first served: a freed slot (or a raised limit) is handed straight
 to the oldest waiter, so a newcomer cannot overtake. Lowering the limit cancels nothing: requests
 in flight finish, and no new one starts until the count has drained below the new limit.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
 from collections import deque
 from types import TracebackType
 
@@ -57,6 +63,10 @@ class AdaptiveLimiter:
         self._successes = 0  # in the current window, since the last step up
         self._decreases = 0
         self._increases = 0
+        self._busy_seconds = 0.0  # the integral of in_flight over time, up to _busy_since
+        self._busy_since = time.monotonic()
+        self._peak_in_flight = 0
+        self._successes_total = 0
         # The ticket each task was last granted, for the argument-free on_rate_limited/on_success.
         self._task_ticket: contextvars.ContextVar[int | None] = contextvars.ContextVar(
             f"adaptive_limiter_{id(self):x}", default=None
@@ -97,6 +107,20 @@ class AdaptiveLimiter:
         """Times successes raised the limit."""
         return self._increases
 
+    @property
+    def busy_seconds(self) -> float:
+        """The time integral of the in-flight count so far: request-seconds spent inside the limit."""
+        return self._busy_seconds + self._in_flight * (time.monotonic() - self._busy_since)
+
+    @property
+    def peak_in_flight(self) -> int:
+        return self._peak_in_flight
+
+    @property
+    def successes(self) -> int:
+        """Requests that succeeded, in all."""
+        return self._successes_total
+
     def stats(self) -> dict[str, int]:
         return {
             "limit": self._limit,
@@ -106,6 +130,29 @@ class AdaptiveLimiter:
             "decreases": self._decreases,
             "increases": self._increases,
         }
+
+    def set_lease(self, lease: int) -> None:
+        """Hold exactly `lease` slots (ceiling and limit both; 0 pauses): a share of a limit that a
+        coordinator adapts for many processes at once, so this one follows it rather than its own
+        AIMD (a local 429 still halves the limit until the next lease)."""
+        self.set_max_limit(lease)
+        if self._limit != lease:
+            self._limit = lease
+            self._wake()
+
+    def set_max_limit(self, max_limit: int) -> None:
+        """Move the ceiling (0 pauses new requests). The limit follows it down at once and may grow
+        back to it; requests in flight above a lowered ceiling finish, as after a 429."""
+        if max_limit < 0:
+            raise ValueError(f"max_limit must be at least 0, not {max_limit}")
+        raised = max_limit > self._max
+        self._max = max_limit
+        if self._limit > max_limit:
+            self._limit = max_limit
+        elif raised and self._limit < min(self._min, max_limit):
+            self._limit = min(self._min, max_limit)  # back from a pause
+        if raised:
+            self._wake()
 
     def __repr__(self) -> str:
         return (
@@ -138,6 +185,7 @@ class AdaptiveLimiter:
         """Give a slot back; the oldest waiter gets it if the limit allows."""
         if self._in_flight <= 0:
             raise RuntimeError("AdaptiveLimiter.release() without a slot held")
+        self._account()
         self._in_flight -= 1
         self._wake()
 
@@ -152,8 +200,15 @@ class AdaptiveLimiter:
     ) -> None:
         self.release()
 
+    def _account(self) -> None:
+        now = time.monotonic()
+        self._busy_seconds += self._in_flight * (now - self._busy_since)
+        self._busy_since = now
+
     def _grant(self) -> int:
+        self._account()
         self._in_flight += 1
+        self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         ticket = self._next_ticket
         self._next_ticket += 1
         return ticket
@@ -188,6 +243,7 @@ class AdaptiveLimiter:
 
         Only requests granted since the last decrease count: they ran under the current limit.
         """
+        self._successes_total += 1
         ticket = self._resolve(ticket)
         if ticket < self._window_start or self._limit >= self._max:
             return False

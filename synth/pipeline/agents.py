@@ -81,7 +81,7 @@ async def build_agent(pools: ToolPools, index: int, ctx: Context) -> AgentSpec |
             "generator", messages, AgentDraft, seed=ctx.seed_for("agent", domain, index)
         )
     except ModelCallError as exc:
-        ctx.fail("agents", f"{domain}#{index}", str(exc))
+        ctx.fail_call("agents", f"{domain}#{index}", exc)
         return None
     tool_ids = list(dict.fromkeys(t.id for t in toolset))
     return AgentSpec(

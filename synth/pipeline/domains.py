@@ -104,7 +104,7 @@ async def _grow(pool: DomainPool, round_index: int, ctx: Context) -> int:
             seed=ctx.seed_for("domains", pool.category.name, round_index),
         )
     except ModelCallError as exc:
-        ctx.fail("tools", f"{pool.category.name}/round-{round_index}", str(exc))
+        ctx.fail_call("tools", f"{pool.category.name}/round-{round_index}", exc)
         return 0
     added = 0
     for draft in batch.domains:

@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.arguments import argument_problem
-from synth.llm.errors import ModelCallError
 from synth.pipeline.context import Context
 from synth.records import CheckResult, CriterionScore, Message, Task, Trajectory, Usage, Verdict
 
@@ -105,29 +104,24 @@ async def judge(trajectory: Trajectory, task: Task, ctx: Context) -> Verdict:
     ]
     spent = Usage()
     samples: list[dict[str, CriterionScore]] = []
-    judge_failed = False
     for sample in range(ctx.run.judge_samples):
-        try:
-            answer, usage = await ctx.client.chat_json(
-                "judge",
-                _judge_messages(trajectory, task),
-                JudgeAnswer,
-                seed=ctx.seed_for("judge", trajectory.id, sample),
-            )
-        except ModelCallError as exc:
-            spent = spent.add(exc.usage)
-            reasons.append(f"judge failure: {exc}")
-            judge_failed = True
-            break
+        # A failed call (ModelCallError) propagates: an unreachable judge is no verdict at all,
+        # never a rejection with score 0 (which resume would then keep forever).
+        answer, usage = await ctx.client.chat_json(
+            "judge",
+            _judge_messages(trajectory, task),
+            JudgeAnswer,
+            seed=ctx.seed_for("judge", trajectory.id, sample),
+        )
         spent = spent.add(usage)
         samples.append(
             {s.name: CriterionScore(name=s.name, score=s.score, rationale=s.rationale) for s in answer.scores}
         )
     scores, score = _combine(task, samples, reasons)
     threshold = task.rubric.pass_threshold
-    if not judge_failed and score < threshold:
+    if score < threshold:
         reasons.append(f"rubric score {score:.2f} below threshold {threshold:.2f}")
-    accepted = not judge_failed and all(c.passed for c in checks) and score >= threshold
+    accepted = all(c.passed for c in checks) and score >= threshold
     return Verdict(
         trajectory_id=trajectory.id,
         task_id=task.id,

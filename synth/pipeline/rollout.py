@@ -2,6 +2,9 @@
 
 Every episode ends with a stop reason and a full record. A model answer that cannot be used (bad
 argument JSON, an unknown tool) is answered with an error tool result and recorded, never a crash.
+A model call that fails (any role's `ModelCallError`) is the endpoint's failure, not the episode's:
+it propagates, so the caller records the item as lost to the endpoint instead of judging a
+conversation the endpoint cut short.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulators.environment import Environment, SandboxEnvironment, SimulatedEnvironment
-from synth.llm.errors import ModelCallError
 from synth.pipeline.context import Context
 from synth.records import (
     AgentSpec,
@@ -73,16 +75,7 @@ async def _episode(
     user_turns = 1
     stop: StopReason
     for step in range(limits.max_tool_calls + 2 * limits.max_turns + 2):
-        try:
-            result = await ctx.client.chat(
-                "policy", messages, tools=offered, seed=ctx.seed_for("policy", task.id, step)
-            )
-        except ModelCallError as exc:
-            episode.errors.append(str(exc))
-            if exc.usage.calls or exc.usage.retries:  # its attempts count in the episode's bill too
-                episode.spend("policy", exc.usage)
-            stop = "model_error"
-            break
+        result = await ctx.client.chat("policy", messages, tools=offered, seed=ctx.seed_for("policy", task.id, step))
         episode.spend("policy", result.usage, result.model)
         messages.append(result.message)
         if result.finish_reason == "length":

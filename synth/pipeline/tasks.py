@@ -66,7 +66,7 @@ async def make_task(agent: AgentSpec, tools: list[ToolSpec], slot: int, ctx: Con
     try:
         draft, _ = await ctx.client.chat_json("generator", messages, TaskDraft, seed=ctx.seed_for("task", item))
     except ModelCallError as exc:
-        ctx.fail("tasks", item, str(exc))
+        ctx.fail_call("tasks", item, exc)
         return None
     names = {t.name for t in tools}
     unknown = [name for name in draft.expected_tools if name not in names]

@@ -53,7 +53,7 @@ async def generate_domain_tools(category: Category, domain: Domain, count: int, 
     try:
         batch, _ = await ctx.client.chat_json("generator", messages, ToolBatch, seed=ctx.seed_for("tools", item))
     except ModelCallError as exc:
-        ctx.fail("tools", item, str(exc))
+        ctx.fail_call("tools", item, exc)
         return []
     specs: list[ToolSpec] = []
     seen: set[str] = set()

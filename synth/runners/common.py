@@ -19,21 +19,25 @@ Progress = Callable[[str, int, int], None]
 """Called as (stage, done, total) while a stage runs."""
 
 
-def build_client(config: SynthConfig, env: Mapping[str, str], parallel: int = 1) -> ChatClient:
+def build_client(config: SynthConfig, env: Mapping[str, str], *, leased: bool = False) -> ChatClient:
     """The chat client for one process: keys checked first, the offline model mounted when a role
-    uses it. `parallel` processes share each endpoint, so each takes that share of its concurrency."""
+    uses it. `leased`: the process shares each endpoint's limit with others, and its share (a
+    lease from the run's coordinator) is set from outside, starting at 0."""
     endpoints = config.endpoints(env)
     check_keys(endpoints, env)
-    if parallel > 1:
-        endpoints = {
-            role: ep.model_copy(update={"max_concurrency": max(1, ep.max_concurrency // parallel)})
-            for role, ep in endpoints.items()
-        }
     apps = {}
     if any(endpoint.is_offline for endpoint in endpoints.values()):
         apps[OFFLINE_BASE_URL] = OfflineModel(config.offline_faults).app
     prices = default_price_table().with_overrides(config.prices)
-    return ChatClient(endpoints, env=env, apps=apps, prices=prices, seed=config.run.seed)
+    return ChatClient(
+        endpoints,
+        env=env,
+        apps=apps,
+        prices=prices,
+        seed=config.run.seed,
+        breaker_threshold=config.run.endpoint_down_after,
+        leased=leased,
+    )
 
 
 def build_context(config: SynthConfig, client: ChatClient) -> Context:

@@ -1,8 +1,11 @@
-"""The driver: plans the shards, runs them inline or on Ray, keeps the budget, reports progress.
+"""The driver: plans the shards, starts the workers (inline or on Ray), keeps the budget, reports
+progress and records how full the run kept each endpoint.
 
 The driver holds shard summaries only (never trajectories), so its memory stays flat however many
-tasks a run has. Whatever runs a shard, the shard writes its own files and marker; the driver
-decides what to start next: nothing already marked (resume), nothing past the budget.
+tasks a run has. Workers pull shards from the run's coordinator and commit them themselves; the
+driver polls for what finished, prints progress (with calls in flight against each endpoint's
+limit), holds shards back when a cost budget would be passed, and stops the run when an endpoint
+is down. Ctrl-C cancels open shards (nothing half-committed) and keeps finished ones.
 
 The run folder may be local or an object-store prefix (`s3://bucket/runs/r1`): Ray workers get its
 name (`RunLocation.uri`) and open it themselves, with credentials from their own environment.
@@ -10,18 +13,20 @@ name (`RunLocation.uri`) and open it themselves, with credentials from their own
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from synth.config import SynthConfig
-from synth.pipeline.agents import ToolPools
+from synth.llm.client import endpoint_limits
 from synth.records import ToolSpec, Usage
-from synth.run_folder import StageSummary, finish_run_info, read_markers
-from synth.runners.shard import ShardPlan, plan_shards, run_shard, tools_stage
+from synth.run_folder import StageSummary, finish_run_info, read_markers, read_run_info, write_run_info
+from synth.runners.budget import ShardOutcome
+from synth.runners.pools import InlinePool, RayPool, WorkerPool
+from synth.runners.shard import plan_shards, tools_stage
 from synth.store.location import RunLocation
 
 Runner = Literal["inline", "ray"]
@@ -33,6 +38,10 @@ class RunResult:
     summaries: list[StageSummary]
     planned_shards: int
     stopped_for_budget: bool = False
+    stopped: str | None = None
+    """Why the run stopped before its end (an endpoint down), in one line; None otherwise."""
+    unfinished: list[str] = field(default_factory=list)
+    """Shards that ended but were not committed, each with why (they are redone on --resume)."""
 
     @property
     def complete(self) -> bool:
@@ -55,6 +64,8 @@ class _Tally:
     started: float = field(default_factory=time.perf_counter)
     summaries: list[StageSummary] = field(default_factory=list)
     resumed_tasks: int = 0
+    unfinished: list[str] = field(default_factory=list)
+    load: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add(self, summary: StageSummary, resumed: bool = False) -> None:
         self.summaries.append(summary)
@@ -71,8 +82,16 @@ class _Tally:
         self.say(
             f"  shard {summary.name}: tasks {done}/{self.total_tasks} · accepted "
             f"{sum(s.accepted for s in self.summaries)} · tokens {tokens:,} · ${self.cost_usd:.4f} · "
-            f"{rate:.1f} tasks/s · ETA {eta}"
+            f"{rate:.1f} tasks/s · ETA {eta}{self.in_flight()}"
         )
+
+    def in_flight(self) -> str:
+        """' · calls in flight 250/256' (summed over endpoints), so an under-used endpoint shows."""
+        if not self.load:
+            return ""
+        flying = sum(int(item["in_flight"]) for item in self.load.values())
+        limit = sum(int(item["max_limit"]) for item in self.load.values())
+        return f" · calls in flight {flying}/{limit}"
 
     @property
     def cost_usd(self) -> float:
@@ -95,27 +114,36 @@ async def generate(
     report = say or (lambda line: None)
     plans = plan_shards(config.run)
     tally = _Tally(config.run.tasks, report)
-    pools, tools_summary = await tools_stage(config, location, env, repository)
-    tally.summaries.append(tools_summary)
-    report(
-        f"  tools: {sum(len(g) for g in pools.domains)} in {len(pools.domains)} domains"
-        + (f" + {len(pools.sandboxes)} sandboxes" if pools.sandboxes else "")
-    )
-    todo = []
     marked = {summary.name: summary for summary in read_markers(location)}  # one listing, not one look-up a shard
-    for plan in plans:
-        done = marked.get(plan.name)
-        if done is not None:
-            tally.add(done, resumed=True)
-        else:
-            todo.append(plan)
-    if len(todo) < len(plans):
-        report(f"  resuming: {len(plans) - len(todo)} of {len(plans)} shards already done")
-    if runner == "ray":
-        stopped = _run_on_ray(config, location, todo, pools, tally, max_cost_usd, ray_address)
-    else:
-        stopped = await _run_inline(config, location, env, todo, pools, tally, max_cost_usd)
-    result = RunResult(tally.summaries, len(plans), stopped)
+    todo = [plan for plan in plans if plan.name not in marked]
+    started = time.perf_counter()
+    stopped_for_budget, stopped = False, None
+    # The workers start first: Ray's processes warm up while the tools stage makes the tools.
+    pool: WorkerPool | None = None
+    if todo:
+        limits = endpoint_limits(config.endpoints(env))
+        pool = RayPool(config, location, limits, ray_address) if runner == "ray" else InlinePool(config, location, env)
+    try:
+        pools, tools_summary = await tools_stage(config, location, env, repository)
+        tally.summaries.append(tools_summary)
+        report(
+            f"  tools: {sum(len(g) for g in pools.domains)} in {len(pools.domains)} domains"
+            + (f" + {len(pools.sandboxes)} sandboxes" if pools.sandboxes else "")
+        )
+        for plan in plans:
+            if plan.name in marked:
+                tally.add(marked[plan.name], resumed=True)
+        if len(todo) < len(plans):
+            report(f"  resuming: {len(plans) - len(todo)} of {len(plans)} shards already done")
+        if pool is not None:
+            pool.begin(todo, pools)
+            stopped_for_budget = await _drive(pool, tally, max_cost_usd)
+            stopped = pool.down()
+    finally:
+        if pool is not None:
+            await pool.close()
+            _record_session(location, tally.load, time.perf_counter() - started)
+    result = RunResult(tally.summaries, len(plans), stopped_for_budget, stopped, tally.unfinished)
     if result.complete:
         usage: dict[str, Usage] = {}
         models: dict[str, str] = {}
@@ -127,81 +155,64 @@ async def generate(
     return result
 
 
-def _over_budget(tally: _Tally, in_flight: int, max_cost_usd: float | None) -> bool:
-    """Whether starting one more shard could pass the budget, judged by the mean cost of the
-    shards done so far (so a run stops within one shard of its budget)."""
-    if max_cost_usd is None:
-        return False
+async def _drive(pool: WorkerPool, tally: _Tally, max_cost_usd: float | None) -> bool:
+    """Poll the workers until they end; True when the cost budget stopped the run."""
+    budget_stop = False
+    if max_cost_usd is not None:
+        await pool.allow(1)  # the first shard runs alone, so the mean shard cost is known before the rest
+    while True:
+        outcomes, tally.load, ended = await pool.poll()
+        for outcome in outcomes:
+            _take(tally, outcome)
+        if ended:
+            return budget_stop
+        if max_cost_usd is not None and not budget_stop:
+            affordable = _affordable(tally, max_cost_usd)
+            if affordable is not None:
+                await pool.allow(affordable)
+                if affordable <= 0:
+                    tally.say(f"  budget: ${tally.cost_usd:.4f} spent of ${max_cost_usd}; starting no more shards")
+                    await pool.stop("budget")
+                    budget_stop = True
+
+
+def _take(tally: _Tally, outcome: ShardOutcome) -> None:
+    if outcome.done:
+        tally.add(outcome.summary)
+    else:
+        tally.unfinished.append(f"shard {outcome.summary.name}: {outcome.problem}")
+        tally.say(f"  shard {outcome.summary.name} not marked done (left for --resume): {outcome.problem}")
+
+
+def _affordable(tally: _Tally, max_cost_usd: float) -> int | None:
+    """Shards that may still start within the budget, judged by the mean cost of those done (so a
+    run stops within about one shard's cost of its budget); None while no shard's cost is known."""
     shards = [s for s in tally.summaries if s.name != "tools" and s.tasks]
-    mean = sum(s.cost_usd for s in shards) / len(shards) if shards else 0.0
-    return tally.cost_usd + mean * (in_flight + 1) > max_cost_usd or tally.cost_usd >= max_cost_usd
+    if not shards:
+        return None
+    mean = sum(s.cost_usd for s in shards) / len(shards)
+    left = max_cost_usd - tally.cost_usd
+    if left <= 0:
+        return 0
+    return int(left // mean) if mean > 0 else None
 
 
-async def _run_inline(
-    config: SynthConfig,
-    run_dir: RunLocation,
-    env: Mapping[str, str],
-    todo: list[ShardPlan],
-    pools: ToolPools,
-    tally: _Tally,
-    max_cost_usd: float | None,
-) -> bool:
-    for plan in todo:
-        if _over_budget(tally, 0, max_cost_usd):
-            tally.say(f"  budget: ${tally.cost_usd:.4f} spent of ${max_cost_usd}; stopping before shard {plan.name}")
-            return True
-        tally.add(await run_shard(config, run_dir, plan, pools, env))
-    return False
-
-
-def _run_on_ray(
-    config: SynthConfig,
-    run_dir: RunLocation,
-    todo: list[ShardPlan],
-    pools: ToolPools,
-    tally: _Tally,
-    max_cost_usd: float | None,
-    ray_address: str | None,
-) -> bool:
-    try:
-        import ray
-    except ImportError:  # pragma: no cover - ray is a dependency; this guards a broken install
-        raise RuntimeError("the Ray runner needs the `ray` package; use --runner inline or reinstall") from None
-    if not ray.is_initialized():
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_shard_task)
-    pools_ref = ray.put(pools)
-    settings = config.model_dump(mode="json")
-    queue = list(todo)
-    running: dict[Any, ShardPlan] = {}
-    stopped = False
-    while queue or running:
-        # With a budget the first shard runs alone, so the mean shard cost is known before the rest start.
-        width = 1 if max_cost_usd is not None and not any(s.tasks for s in tally.summaries) else parallel
-        while queue and len(running) < width:
-            if _over_budget(tally, len(running), max_cost_usd):
-                tally.say(f"  budget: ${tally.cost_usd:.4f} spent of ${max_cost_usd}; starting no more shards")
-                queue.clear()
-                stopped = True
-                break
-            plan = queue.pop(0)
-            running[remote.remote(settings, run_dir.uri, plan, pools_ref, parallel)] = plan
-        if not running:
-            break
-        ready, _ = ray.wait(list(running), num_returns=1)
-        for ref in ready:
-            running.pop(ref)
-            tally.add(StageSummary.model_validate(ray.get(ref)))
-    return stopped
-
-
-def _shard_task(settings: dict[str, Any], run_dir: str, plan: ShardPlan, pools: ToolPools, parallel: int) -> Any:
-    """One shard in a Ray worker. Keys (model endpoints' and the object store's) come from the
-    worker's own environment, never from the task's arguments, so they never enter Ray's object
-    store or logs; `run_dir` is a path or a credential-free URI."""
-    import os
-
-    config = SynthConfig.model_validate(settings)
-    summary = asyncio.run(run_shard(config, RunLocation.of(run_dir), plan, pools, os.environ, parallel))
-    return summary.model_dump(mode="json")
+def _record_session(location: RunLocation, load: Mapping[str, Mapping[str, float]], seconds: float) -> None:
+    """Append this invocation's endpoint figures to run.json: how full each endpoint was kept (busy
+    share = request-seconds in flight / (limit x wall time)) and its peak in flight."""
+    endpoints: dict[str, Any] = {
+        key: {
+            "limit": int(item["max_limit"]),
+            "busy_share": round(item["busy_seconds"] / (item["max_limit"] * seconds), 4)
+            if item["max_limit"] and seconds > 0
+            else 0.0,
+            "peak_in_flight": int(item["peak_in_flight"]),
+            "rate_limit_backoffs": int(item["decreases"]),
+        }
+        for key, item in load.items()
+    }
+    info = read_run_info(location)
+    info.setdefault("sessions", []).append(
+        {"ended_at": datetime.now(UTC).isoformat(), "seconds": round(seconds, 3), "endpoints": endpoints}
+    )
+    write_run_info(location, info)

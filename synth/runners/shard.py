@@ -1,35 +1,47 @@
-"""The unit of work every runner schedules: a shard of task slots, run through agents, tasks,
-rollouts and the judge, written as its own Parquet shards and closed by a done-marker.
+"""The unit of commit: a shard of task slots, written as its own Parquet shards and closed by a
+done-marker.
 
 A shard's output is a function of (config, shard index), its files have fixed names, and the
 marker is written last: a shard that died half-way is simply run again, and its files are replaced,
 never duplicated. The tools stage runs once per run, before the shards, and is marked the same way.
 The run folder may be local or in an object store: everything goes through its `RunLocation`.
+
+A shard is not the unit of scheduling: each of its slots is a chain of its own (its agent, built
+once when the first of its slots needs it, then the task, the rollout, the judge), with no barrier
+between stages, and a worker keeps slots of several shards going at once (`synth.runners.worker`).
+A shard commits when its last slot ends, and only if no slot was lost to an endpoint failure (an
+outage, not the item's fault: resume must redo it) and few enough to unusable answers; otherwise
+only its failures are written, naming why, and no marker: `--resume` runs it again.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from simulators.environment import sandbox_toolsets
 from synth.config import RunConfig, SynthConfig
+from synth.llm.errors import ModelCallError
 from synth.pipeline.agents import ToolPools, build_agent
 from synth.pipeline.context import Context
 from synth.pipeline.judge import judge
 from synth.pipeline.rollout import rollout
 from synth.pipeline.tasks import make_task
 from synth.pipeline.tools import generate_domain_tools
-from synth.records import AgentSpec, Record, Task, ToolSpec, Trajectory, Verdict
+from synth.records import AgentSpec, Failure, Record, Task, ToolSpec, Trajectory, Verdict
 from synth.run_folder import StageSummary, read_marker, write_marker
 from synth.runners.common import bounded, build_client, build_context
 from synth.store import read_table, write_shard
 from synth.store.location import RunLocation
 
 TOOLS_MARKER = "tools"
+
+
+class RunStopped(RuntimeError):
+    """The run cannot go on (an endpoint is down, no tools could be made): one line saying why."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,14 @@ async def tools_stage(
             domains = await _generate_tools(ctx)
     finally:
         await client.aclose()
+    if ctx.endpoint_failures or not domains:
+        # Tools lost to an outage would change every agent drawn from them: nothing is marked, the
+        # reasons are kept, and resume makes the tools again.
+        write_shard(run_dir, "failures", "tools", ctx.failures)
+        first = next((f.reason for f in ctx.failures if f.cause == "endpoint"), None)
+        if first is None:
+            first = ctx.failures[0].reason if ctx.failures else "the generator answered no usable tools"
+        raise RunStopped(f"the tools stage made no usable tool pool: {client.down() or first}")
     tools = [tool for group in domains for tool in group] + [t for ts in sandboxes.values() for t in ts]
     write_shard(run_dir, "tools", "00000", tools)
     write_shard(run_dir, "failures", "tools", ctx.failures)
@@ -101,7 +121,7 @@ async def _generate_tools(ctx: Context) -> list[list[ToolSpec]]:
     chosen = rng.sample(pairs, min(run.domains, len(pairs)))
     lists = await bounded(
         (generate_domain_tools(category, domain, run.tools_per_domain, ctx) for category, domain in chosen),
-        run.concurrency,
+        ctx.client.config("generator").max_concurrency,
         lambda done, total: None,
     )
     return [tools for tools in lists if tools]
@@ -118,87 +138,144 @@ def _group(tools: object) -> list[list[ToolSpec]]:
 # ---------------------------------------------------------------- one shard
 
 
+@dataclass
+class OpenShard:
+    """One shard's slots in progress: each slot is its own chain; the records wait here until the
+    last slot ends, then `commit` writes them (or only the failures, when the shard must be redone)."""
+
+    plan: ShardPlan
+    ctx: Context
+    pools: ToolPools
+    tools_by_id: dict[str, ToolSpec]
+    started: float = field(default_factory=time.perf_counter)
+    _agents: dict[int, AgentSpec | None] = field(default_factory=dict)
+    _agent_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    _tasks: dict[int, Task] = field(default_factory=dict)
+    _kept: dict[int, tuple[Trajectory, Verdict]] = field(default_factory=dict)
+
+    @property
+    def slots(self) -> range:
+        return range(self.plan.first_slot, self.plan.end_slot)
+
+    async def run_slot(self, slot: int, turn: asyncio.Semaphore) -> None:
+        """Agent (shared with the agent's other slots), task, rollout, judge; a failure is recorded
+        against the item, never raised (cancellation aside). `turn` is the worker's slot count: held
+        while the slot works, not while it waits for another slot to build its agent."""
+        agent = await self._agent(slot // self.ctx.run.tasks_per_agent, turn)
+        if agent is None:
+            return  # build_agent recorded why
+        async with turn:
+            tools = [self.tools_by_id[i] for i in agent.tool_ids]
+            task = await make_task(agent, tools, slot, self.ctx)
+            if task is None:
+                return
+            self._tasks[slot] = task
+            kept = await _episode(task, agent, tools, self.ctx)
+            if kept is not None:
+                self._kept[slot] = kept
+
+    async def _agent(self, index: int, turn: asyncio.Semaphore) -> AgentSpec | None:
+        lock = self._agent_locks.setdefault(index, asyncio.Lock())
+        async with lock:  # the agent's first slot builds it; the others wait and reuse it
+            if index not in self._agents:
+                async with turn:
+                    self._agents[index] = await build_agent(self.pools, index, self.ctx)
+        return self._agents[index]
+
+    def problem(self) -> str | None:
+        """Why this shard must not be marked done, or None."""
+        ctx = self.ctx
+        if ctx.endpoint_failures:
+            first = next(f.reason for f in ctx.failures if f.cause == "endpoint")
+            return f"{ctx.endpoint_failures} item(s) lost to endpoint failures, e.g. {first}"
+        allowed = int(ctx.run.max_unusable_share * len(self.slots))
+        if ctx.unusable_answers > allowed:
+            first = next(f.reason for f in ctx.failures if f.cause == "answer")
+            return (
+                f"{ctx.unusable_answers} item(s) lost to unusable answers (more than {allowed} of "
+                f"{len(self.slots)}), e.g. {first}"
+            )
+        return None
+
+    def commit(self, run_dir: RunLocation) -> tuple[StageSummary, str | None]:
+        """Write the shard (fixed names, marker last) and its summary; when it has a problem only
+        its failures are written, without a marker, and the problem is returned."""
+        ctx = self.ctx
+        ordered: list[Failure] = sorted(ctx.failures, key=lambda f: (f.stage, f.item_id, f.id))
+        failures: list[Record] = list(ordered)
+        problem = self.problem()
+        kept = [self._kept[slot] for slot in sorted(self._kept)]
+        summary = _summary(
+            self.plan.name,
+            ctx,
+            self.started,
+            tasks=len(self._tasks),
+            trajectories=len(kept),
+            accepted=sum(verdict.accepted for _, verdict in kept),
+            failures=len(failures),
+        )
+        if problem is not None:
+            write_shard(run_dir, "failures", self.plan.name, failures)
+            return summary, problem
+        outputs: list[tuple[str, list[Record]]] = [
+            ("agents", [agent for _, agent in sorted(self._agents.items()) if agent is not None]),
+            ("tasks", [self._tasks[slot] for slot in sorted(self._tasks)]),
+            ("trajectories", [trajectory for trajectory, _ in kept]),
+            ("failures", failures),
+            ("verdicts", [verdict for _, verdict in kept]),
+        ]
+        for table, records in outputs:
+            write_shard(run_dir, table, self.plan.name, records)
+        write_marker(run_dir, summary)
+        return summary, None
+
+
 async def run_shard(
-    config: SynthConfig,
-    run_dir: RunLocation,
-    plan: ShardPlan,
-    pools: ToolPools,
-    env: Mapping[str, str],
-    parallel: int = 1,
+    config: SynthConfig, run_dir: RunLocation, plan: ShardPlan, pools: ToolPools, env: Mapping[str, str]
 ) -> StageSummary:
-    """Agents, tasks, rollouts and verdicts for the shard's task slots; idempotent."""
+    """One shard on its own (all its slots at once, within the endpoints' limits); idempotent.
+    Runners stream slots of many shards through `OpenShard` instead; this serves tests and tools."""
     done = read_marker(run_dir, plan.name)
     if done is not None:
         return done
-    started = time.perf_counter()
-    client = build_client(config, env, parallel)
-    ctx = build_context(config, client)
+    client = build_client(config, env)
     try:
-        summary = await _run_shard(ctx, run_dir, plan, pools, started)
+        shard = open_shard(plan, build_context(config, client), pools)
+        turn = asyncio.Semaphore(len(shard.slots))
+        async with asyncio.TaskGroup() as group:
+            for slot in shard.slots:
+                group.create_task(shard.run_slot(slot, turn))
+        summary, problem = shard.commit(run_dir)
     finally:
         await client.aclose()
-    write_marker(run_dir, summary)
+    if problem is not None:
+        raise RunStopped(f"shard {plan.name} was not marked done: {problem}")
     return summary
 
 
-async def _run_shard(
-    ctx: Context, run_dir: RunLocation, plan: ShardPlan, pools: ToolPools, started: float
-) -> StageSummary:
-    run = ctx.run
-    per_agent = run.tasks_per_agent
-    first_agent = plan.first_slot // per_agent
-    agent_indices = range(first_agent, math.ceil(plan.end_slot / per_agent))
-    built = await bounded((build_agent(pools, i, ctx) for i in agent_indices), run.concurrency, lambda d, t: None)
+def open_shard(plan: ShardPlan, ctx: Context, pools: ToolPools) -> OpenShard:
     tools_by_id = {tool.id: tool for group in [*pools.domains, *pools.sandboxes.values()] for tool in group}
-    slots = [
-        (agent, slot)
-        for offset, agent in enumerate(built)
-        if agent is not None
-        for slot in range((first_agent + offset) * per_agent, (first_agent + offset + 1) * per_agent)
-        if plan.first_slot <= slot < plan.end_slot
-    ]
-    made = await bounded(
-        (make_task(agent, [tools_by_id[i] for i in agent.tool_ids], slot, ctx) for agent, slot in slots),
-        run.concurrency,
-        lambda d, t: None,
-    )
-    agents = [agent for agent in built if agent is not None]
-    tasks = [task for task in made if task is not None]
-    by_agent = {agent.id: agent for agent in agents}
-    episodes = (_episode(task, by_agent[task.agent_id], tools_by_id, ctx) for task in tasks)
-    results = await bounded(episodes, run.concurrency, lambda d, t: None)
-    kept = [result for result in results if result is not None]
-    outputs: list[tuple[str, list[Record]]] = [
-        ("agents", list(agents)),
-        ("tasks", list(tasks)),
-        ("trajectories", [trajectory for trajectory, _ in kept]),
-        ("failures", list(ctx.failures)),
-        ("verdicts", [verdict for _, verdict in kept]),
-    ]
-    for table, records in outputs:
-        write_shard(run_dir, table, plan.name, records)
-    return _summary(
-        plan.name,
-        ctx,
-        started,
-        tasks=len(tasks),
-        trajectories=len(kept),
-        accepted=sum(verdict.accepted for _, verdict in kept),
-        failures=len(ctx.failures),
-    )
+    return OpenShard(plan, ctx, pools, tools_by_id)
 
 
 async def _episode(
-    task: Task, agent: AgentSpec, tools_by_id: dict[str, ToolSpec], ctx: Context
+    task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Context
 ) -> tuple[Trajectory, Verdict] | None:
-    """Rollout then judge one task; any error is recorded against the task, never raised."""
+    """Rollout then judge one task. A failed model call is recorded as the endpoint's failure (no
+    verdict is made up); any other error is recorded against the task; neither is raised."""
     try:
-        trajectory = await rollout(task, agent, [tools_by_id[i] for i in agent.tool_ids], ctx)
+        trajectory = await rollout(task, agent, tools, ctx)
+    except ModelCallError as exc:
+        ctx.fail_call("rollout", task.id, exc)
+        return None
     except Exception as exc:  # one bad item must not kill the batch: it is recorded instead
         ctx.fail("rollout", task.id, f"{type(exc).__name__}: {exc}")
         return None
     try:
         verdict = await judge(trajectory, task, ctx)
+    except ModelCallError as exc:
+        ctx.fail_call("judge", task.id, exc)
+        return None
     except Exception as exc:
         ctx.fail("judge", task.id, f"{type(exc).__name__}: {exc}")
         return None

@@ -52,14 +52,14 @@ async def build_tool_repository(
         kept: list[ToolSpec] = []
         merged: list[Merge] = []
         used_domains: set[str] = set()
-        batch = max(64, config.run.concurrency * 4)
+        batch = max(64, (config.run.concurrency or 32) * 4)
         for start in range(0, len(domains), batch):
             if len(kept) >= target:
                 break
             chunk = domains[start : start + batch]
             lists = await bounded(
                 (generate_domain_tools(category, domain, per_domain, ctx) for category, domain in chunk),
-                config.run.concurrency,
+                config.run.concurrency or 32,
                 lambda done, total: None,
             )
             for tools in lists:

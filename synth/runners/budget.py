@@ -1,0 +1,205 @@
+"""The run's coordinator: which shard runs next, what finished, and each endpoint's shared limit.
+
+One instance per run. The inline runner holds it in-process; on Ray it is an actor every worker on
+every node talks to (`synth.runners.ray_pool`), so a cluster keeps one endpoint limit, not one per
+process. Plain methods, no I/O: it is state, not a protocol.
+
+**Leases.** Each worker's chat client holds a limiter per endpoint whose ceiling is its lease. A
+worker reports, a few times a second, each endpoint's calls in flight, its demand (in flight plus
+waiting) and how often its limiter backed off for a 429; it gets back its lease. Leases follow
+demand (water-filling: no worker gets more than it asks while another waits, spare capacity is
+split evenly so a rising demand needs no round trip), and they never let the cluster pass the limit:
+a worker's calls stay below max(its lease, what it had in flight when it last reported) until it
+reports again, so granting only what that bound leaves free keeps the sum within the limit.
+
+**AIMD across workers.** A worker whose limiter halved on a 429 says so; the shared limit halves
+too, at most once per `backoff_window_s` (one burst of 429s is one congestion signal, as in the
+limiter), and grows back by one per limit's worth of successes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from synth.run_folder import StageSummary
+from synth.runners.shard import ShardPlan
+
+
+@dataclass
+class EndpointLoad:
+    """A worker's report on one endpoint: cumulative counters, so a lost report loses nothing."""
+
+    in_flight: int
+    waiting: int
+    decreases: int
+    successes: int
+    busy_seconds: float = 0.0
+
+
+@dataclass
+class _SharedLimit:
+    max_limit: int
+    limit: int
+    grants: dict[str, int] = field(default_factory=dict)
+    loads: dict[str, EndpointLoad] = field(default_factory=dict)
+    seen_decreases: dict[str, int] = field(default_factory=dict)
+    seen_successes: dict[str, int] = field(default_factory=dict)
+    successes: int = 0  # since the last step, up or down
+    last_decrease: float = float("-inf")
+    decreases: int = 0
+    peak_in_flight: int = 0
+    busy_seconds: float = 0.0  # of workers that are gone; live ones add theirs
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What became of one shard: its summary, and whether it was committed (marked done)."""
+
+    summary: StageSummary
+    done: bool
+    problem: str | None = None
+    """Why it was not committed (endpoint failures, unusable answers); None when done."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.summary.model_dump(mode="json"), "done": self.done, "problem": self.problem}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ShardOutcome:
+        return cls(StageSummary.model_validate(data["summary"]), bool(data["done"]), data.get("problem"))
+
+
+class Coordinator:
+    """The run's shared state: the shard queue, the outcomes, the stop flag and the endpoint leases."""
+
+    def __init__(self, plans: list[ShardPlan], limits: Mapping[str, int], backoff_window_s: float = 1.0) -> None:
+        self._queue = list(plans)
+        self._assigned: dict[str, dict[str, ShardPlan]] = {}
+        self._outcomes: list[dict[str, Any]] = []
+        self._stopped: str | None = None
+        self._max_open: int | None = None
+        self._limits = {key: _SharedLimit(limit, limit) for key, limit in limits.items()}
+        self._window = backoff_window_s
+
+    # ------------------------------------------------------------------ shards
+
+    def next_shard(self, worker: str) -> ShardPlan | None:
+        """The next shard for `worker` to open; None when there is none (done, stopped or held back)."""
+        if self._stopped is not None or not self._queue:
+            return None
+        if self._max_open is not None and self.open_shards() >= self._max_open:
+            return None
+        plan = self._queue.pop(0)
+        self._assigned.setdefault(worker, {})[plan.name] = plan
+        return plan
+
+    def shard_finished(self, worker: str, outcome: dict[str, Any]) -> None:
+        self._assigned.get(worker, {}).pop(outcome["summary"]["name"], None)
+        self._outcomes.append(outcome)
+
+    def requeue(self, worker: str) -> int:
+        """Put a lost worker's open shards back at the front of the queue; how many there were."""
+        lost = sorted(self._assigned.pop(worker, {}).values(), key=lambda plan: plan.index)
+        self._queue[:0] = lost
+        for shared in self._limits.values():
+            load = shared.loads.pop(worker, None)
+            shared.grants.pop(worker, None)
+            if load is not None:
+                shared.busy_seconds += load.busy_seconds
+        return len(lost)
+
+    def open_shards(self) -> int:
+        return sum(len(shards) for shards in self._assigned.values())
+
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def hold(self, max_open: int | None) -> None:
+        """Open at most `max_open` shards at once (None: no cap), e.g. one until a cost is known."""
+        self._max_open = max_open
+
+    def stop(self, reason: str) -> None:
+        """Hand out no more shards; open ones finish (or are cancelled by the driver)."""
+        if self._stopped is None:
+            self._stopped = reason
+
+    def stopped(self) -> str | None:
+        return self._stopped
+
+    def outcomes(self, since: int) -> list[dict[str, Any]]:
+        """The outcomes reported after the first `since` (the driver keeps its own count)."""
+        return self._outcomes[since:]
+
+    # ------------------------------------------------------------------ leases
+
+    def lease(self, worker: str, loads: Mapping[str, EndpointLoad], now: float | None = None) -> dict[str, int]:
+        """Record `worker`'s loads and hand back its lease per endpoint. `now` is the coordinator's
+        own clock (workers on other nodes have other clocks); tests pass it."""
+        now = time.monotonic() if now is None else now
+        return {key: self._lease_one(worker, key, load, now) for key, load in loads.items() if key in self._limits}
+
+    def _lease_one(self, worker: str, key: str, load: EndpointLoad, now: float) -> int:
+        shared = self._limits[key]
+        self._feedback(shared, worker, load, now)
+        shared.loads[worker] = load
+        demands = {name: item.in_flight + item.waiting for name, item in shared.loads.items()}
+        target = water_fill(shared.limit, demands)[worker]
+        others = sum(
+            max(shared.grants.get(name, 0), item.in_flight) for name, item in shared.loads.items() if name != worker
+        )
+        grant = max(0, min(target, shared.limit - others))
+        shared.grants[worker] = grant
+        shared.peak_in_flight = max(shared.peak_in_flight, sum(item.in_flight for item in shared.loads.values()))
+        return grant
+
+    def _feedback(self, shared: _SharedLimit, worker: str, load: EndpointLoad, now: float) -> None:
+        new_decreases = load.decreases - shared.seen_decreases.get(worker, 0)
+        new_successes = load.successes - shared.seen_successes.get(worker, 0)
+        shared.seen_decreases[worker] = load.decreases
+        shared.seen_successes[worker] = load.successes
+        if new_decreases > 0 and now - shared.last_decrease >= self._window:
+            shared.limit = max(1, shared.limit // 2)
+            shared.last_decrease = now
+            shared.decreases += 1
+            shared.successes = 0
+            return
+        if shared.limit < shared.max_limit:
+            shared.successes += max(0, new_successes)
+            if shared.successes >= shared.limit:
+                shared.successes = 0
+                shared.limit += 1
+
+    def load(self) -> dict[str, dict[str, float]]:
+        """Per endpoint: limit now, configured limit, calls in flight (as last reported), peak in
+        flight (sampled at reports) and the busy request-seconds reported so far."""
+        return {
+            key: {
+                "limit": shared.limit,
+                "max_limit": shared.max_limit,
+                "in_flight": sum(item.in_flight for item in shared.loads.values()),
+                "peak_in_flight": shared.peak_in_flight,
+                "busy_seconds": shared.busy_seconds + sum(item.busy_seconds for item in shared.loads.values()),
+                "decreases": shared.decreases,
+            }
+            for key, shared in self._limits.items()
+        }
+
+
+def water_fill(capacity: int, demands: Mapping[str, int]) -> dict[str, int]:
+    """Split `capacity` over `demands`: smallest demands served first, nobody above its demand
+    while another is short; what is left over is spread evenly (so the shares add up to at most
+    `capacity`, and exactly to it when there is any demand at all)."""
+    shares = dict.fromkeys(demands, 0)
+    left = capacity
+    ordered = sorted(demands, key=lambda name: (demands[name], name))
+    for position, name in enumerate(ordered):
+        share = min(demands[name], left // (len(ordered) - position))
+        shares[name] = share
+        left -= share
+    for position, name in enumerate(ordered):
+        extra = left // (len(ordered) - position)
+        shares[name] += extra
+        left -= extra
+    return shares

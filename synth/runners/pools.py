@@ -1,0 +1,337 @@
+"""Where a run's workers live: in this process (inline) or in Ray actors (local or a cluster).
+
+Both give the driver one face (`WorkerPool`): poll for finished shards and endpoint load, allow or
+stop shards, close. Ray is imported only by the Ray pool.
+
+On Ray, workers are long-lived async actors (`WorkerProcess`), as many as the cluster has CPUs by
+default (CPUs bound the per-call work, not the concurrency: each holds hundreds of calls in
+flight), spread over the nodes. The `Coordinator` is an actor too: the shard queue, the outcomes
+and every endpoint's one limit, leased to the workers a few times a second (`synth.runners.budget`).
+A worker that dies (its process killed, its node lost) has its open shards put back in the queue
+and is replaced; shards it committed stay committed. Keys come from each worker's own environment,
+never from an actor's arguments, so they never enter Ray's object store or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from synth.config import SynthConfig
+from synth.llm.client import ChatClient
+from synth.pipeline.agents import ToolPools
+from synth.runners.budget import Coordinator, EndpointLoad, ShardOutcome
+from synth.runners.common import build_client
+from synth.runners.shard import RunStopped, ShardPlan
+from synth.runners.worker import WAIT, LocalSource, NextShard, Worker
+from synth.store.location import RunLocation
+
+LEASE_EVERY_S = 0.05
+WORKER_RESTARTS = 3
+"""Replacements per worker slot before the run gives up on a cluster that keeps losing workers."""
+
+
+class WorkerPool(Protocol):
+    def begin(self, plans: list[ShardPlan], pools: ToolPools) -> None:
+        """Start working through `plans` (the pool may have warmed up before the tools existed)."""
+        ...
+
+    async def poll(self) -> tuple[list[ShardOutcome], dict[str, dict[str, float]], bool]:
+        """New outcomes, each endpoint's load, and whether every worker has ended."""
+        ...
+
+    async def allow(self, shards: int | None) -> None:
+        """Hand out at most `shards` more shards (None: all)."""
+        ...
+
+    async def stop(self, reason: str) -> None: ...
+
+    def down(self) -> str | None:
+        """Why a worker stopped: an endpoint is down. None otherwise."""
+        ...
+
+    async def close(self) -> None:
+        """Cancel whatever still runs (open shards are not committed) and release the workers."""
+        ...
+
+
+class _Allowance:
+    """A coordinator's shard hand-out, under the driver's allowance (a cost budget)."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self.allowance: int | None = None
+
+    def next_shard(self, worker: str) -> NextShard:
+        if self.allowance is not None and self.allowance <= 0 and self.coordinator.queued():
+            return None if self.coordinator.stopped() else WAIT
+        plan = self.coordinator.next_shard(worker)
+        if plan is not None and self.allowance is not None:
+            self.allowance -= 1
+        return plan
+
+
+# ---------------------------------------------------------------- inline
+
+
+class InlinePool:
+    """One worker in this process's event loop."""
+
+    def __init__(self, config: SynthConfig, run_dir: RunLocation, env: Mapping[str, str]) -> None:
+        self._config = config
+        self._run_dir = run_dir
+        self._client = build_client(config, env)
+        self._limits = {key: gate.max_limit for key, gate in self._client.gates().items()}
+        self._coordinator = Coordinator([], self._limits)
+        self._hand_out = _Allowance(self._coordinator)
+        self._seen = 0
+        self._reason: str | None = None
+        self._task: asyncio.Task[str | None] | None = None
+
+    def begin(self, plans: list[ShardPlan], pools: ToolPools) -> None:
+        self._coordinator = Coordinator(plans, self._limits)
+        self._hand_out.coordinator = self._coordinator
+        source = LocalSource(
+            lambda: self._hand_out.next_shard("inline"),
+            lambda outcome: self._coordinator.shard_finished("inline", outcome.to_json()),
+        )
+        slots = self._config.run.slots_in_flight(self._limits)
+        worker = Worker(self._config, self._run_dir, pools, self._client, source, slots)
+        self._task = asyncio.create_task(worker.run())
+
+    async def poll(self) -> tuple[list[ShardOutcome], dict[str, dict[str, float]], bool]:
+        if self._task is None:
+            raise RuntimeError("InlinePool.poll() before begin()")
+        await asyncio.wait({self._task}, timeout=0.25)
+        ended = self._task.done()
+        if ended:
+            self._reason = self._task.result()  # a worker's error (a failed write) is the run's
+        outcomes = self._coordinator.outcomes(self._seen)
+        self._seen += len(outcomes)
+        return [ShardOutcome.from_json(o) for o in outcomes], _client_load(self._client), ended
+
+    async def allow(self, shards: int | None) -> None:
+        self._hand_out.allowance = shards
+
+    async def stop(self, reason: str) -> None:
+        self._coordinator.stop(reason)
+
+    def down(self) -> str | None:
+        return self._reason
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await self._client.aclose()
+
+
+def _client_load(client: ChatClient) -> dict[str, dict[str, float]]:
+    return {
+        key: {
+            "limit": gate.limit,
+            "max_limit": gate.max_limit,
+            "in_flight": gate.in_flight,
+            "peak_in_flight": gate.peak_in_flight,
+            "busy_seconds": gate.busy_seconds,
+            "decreases": gate.decreases,
+        }
+        for key, gate in client.gates().items()
+    }
+
+
+# ---------------------------------------------------------------- Ray
+
+
+class CoordinatorProcess:
+    """The coordinator as a Ray actor (one per run, no CPU): the shard queue and shared limits."""
+
+    def __init__(self, plans: list[ShardPlan], limits: Mapping[str, int]) -> None:
+        self._coordinator = Coordinator(plans, limits)
+        self._hand_out = _Allowance(self._coordinator)
+
+    def next_shard(self, worker: str) -> NextShard:
+        return self._hand_out.next_shard(worker)
+
+    def shard_finished(self, worker: str, outcome: dict[str, Any]) -> None:
+        self._coordinator.shard_finished(worker, outcome)
+
+    def lease(self, worker: str, loads: dict[str, EndpointLoad]) -> dict[str, int]:
+        return self._coordinator.lease(worker, loads)
+
+    def requeue(self, worker: str) -> int:
+        return self._coordinator.requeue(worker)
+
+    def allow(self, shards: int | None) -> None:
+        self._hand_out.allowance = shards
+
+    def stop(self, reason: str) -> None:
+        self._coordinator.stop(reason)
+
+    def poll(self, since: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+        return self._coordinator.outcomes(since), self._coordinator.load()
+
+
+class _ActorSource:
+    """The coordinator actor as a worker's shard source."""
+
+    def __init__(self, coordinator: Any, worker: str) -> None:
+        self._coordinator = coordinator
+        self._worker = worker
+
+    async def next_shard(self) -> NextShard:
+        plan: NextShard = await self._coordinator.next_shard.remote(self._worker)
+        return plan
+
+    async def finished(self, outcome: ShardOutcome) -> None:
+        await self._coordinator.shard_finished.remote(self._worker, outcome.to_json())
+
+
+class WorkerProcess:
+    """A Ray worker actor: one `Worker`, its chat client, and the loop that keeps its leases."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    async def run(
+        self, settings: dict[str, Any], run_dir: str, pools: ToolPools, coordinator: Any, slots: int
+    ) -> str | None:
+        config = SynthConfig.model_validate(settings)
+        client = build_client(config, os.environ, leased=True)
+        leases = asyncio.create_task(_keep_leases(client, coordinator, self._name))
+        worker = Worker(config, RunLocation.of(run_dir), pools, client, _ActorSource(coordinator, self._name), slots)
+        try:
+            return await worker.run()
+        finally:
+            leases.cancel()
+            with contextlib.suppress(BaseException):
+                await leases
+            await client.aclose()
+
+
+async def _keep_leases(client: ChatClient, coordinator: Any, name: str) -> None:
+    gates = client.gates()
+    while True:
+        loads = {
+            key: EndpointLoad(gate.in_flight, gate.waiting, gate.decreases, gate.successes, gate.busy_seconds)
+            for key, gate in gates.items()
+        }
+        grants: dict[str, int] = await coordinator.lease.remote(name, loads)
+        for key, grant in grants.items():
+            gates[key].set_lease(grant)
+        await asyncio.sleep(LEASE_EVERY_S)
+
+
+class RayPool:
+    """Worker actors on a Ray cluster (started locally when there is none)."""
+
+    def __init__(
+        self, config: SynthConfig, run_dir: RunLocation, limits: Mapping[str, int], ray_address: str | None
+    ) -> None:
+        """Connects to (or starts) Ray and starts the worker processes, which warm up meanwhile."""
+        try:
+            import ray
+        except ImportError:  # pragma: no cover - ray is a dependency; this guards a broken install
+            raise RuntimeError("the Ray runner needs the `ray` package; use --runner inline or reinstall") from None
+        if not ray.is_initialized():
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self._ray = ray
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        self._workers = config.run.workers or max(1, int(cpus))
+        self._cpus_each = max(0.01, min(1.0, cpus / self._workers))
+        self._config = config
+        self._run_dir = run_dir
+        self._limits = dict(limits)
+        # Actor handles are typed Any: Ray's stubs type them as the wrapped class.
+        self._coordinator: Any = None
+        self._actor_class: Any = ray.remote(WorkerProcess)
+        self._arguments: tuple[Any, ...] = ()
+        self._idle = [self._new_actor(index) for index in range(self._workers)]
+        self._running: dict[Any, tuple[str, Any]] = {}
+        self._started = self._workers
+        self._restarts = 0
+        self._seen = 0
+        self._reason: str | None = None
+
+    def _new_actor(self, index: int) -> tuple[str, Any]:
+        name = f"worker-{index}"
+        actor = self._actor_class.options(
+            num_cpus=self._cpus_each, scheduling_strategy="SPREAD", max_restarts=0, max_task_retries=0
+        ).remote(name)
+        return name, actor
+
+    def begin(self, plans: list[ShardPlan], pools: ToolPools) -> None:
+        ray = self._ray
+        self._coordinator = ray.remote(num_cpus=0)(CoordinatorProcess).remote(plans, self._limits)
+        slots = self._config.run.slots_in_flight(self._limits)
+        self._arguments = (
+            self._config.model_dump(mode="json"),
+            self._run_dir.uri,
+            ray.put(pools),
+            self._coordinator,
+            slots,
+        )
+        for name, actor in self._idle:
+            self._running[actor.run.remote(*self._arguments)] = (name, actor)
+        self._idle.clear()
+
+    def _start(self) -> None:
+        name, actor = self._new_actor(self._started)
+        self._started += 1
+        self._running[actor.run.remote(*self._arguments)] = (name, actor)
+
+    async def poll(self) -> tuple[list[ShardOutcome], dict[str, dict[str, float]], bool]:
+        ray = self._ray
+        ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        for ref in ready:
+            name, _actor = self._running.pop(ref)
+            try:
+                reason = await ref
+            except ray.exceptions.RayActorError:
+                await self._replace(name)
+                continue
+            if reason is not None and self._reason is None:
+                self._reason = reason
+                await self._coordinator.stop.remote(reason)
+        outcomes, load = await self._coordinator.poll.remote(self._seen)
+        self._seen += len(outcomes)
+        if self._running:
+            await asyncio.sleep(0.25)
+        return [ShardOutcome.from_json(o) for o in outcomes], load, not self._running
+
+    async def _replace(self, name: str) -> None:
+        lost = await self._coordinator.requeue.remote(name)
+        if self._restarts >= WORKER_RESTARTS * self._workers:
+            raise RunStopped(f"Ray workers keep dying ({self._restarts} replaced); {lost} shard(s) left for --resume")
+        self._restarts += 1
+        self._start()
+
+    async def allow(self, shards: int | None) -> None:
+        await self._coordinator.allow.remote(shards)
+
+    async def stop(self, reason: str) -> None:
+        await self._coordinator.stop.remote(reason)
+
+    def down(self) -> str | None:
+        return self._reason
+
+    async def close(self) -> None:
+        ray = self._ray
+        for ref in self._running:
+            ray.cancel(ref)  # the worker's open shards are cancelled: nothing half-committed
+        deadline = time.monotonic() + 10
+        while self._running and time.monotonic() < deadline:
+            ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0.2)
+            for ref in ready:
+                self._running.pop(ref)
+        for _, actor in [*self._running.values(), *self._idle]:
+            ray.kill(actor)
+        self._running.clear()
+        self._idle.clear()
+        if self._coordinator is not None:
+            ray.kill(self._coordinator)
