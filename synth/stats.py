@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synth.llm.pricing import default_price_table
+from synth.llm.pricing import K2_MODEL, default_price_table
 from synth.records import Usage
 from synth.run_folder import check_schema_version, read_markers, read_run_info
 from synth.store import open_catalog, require_run
@@ -76,7 +76,7 @@ def funnel(run_dir: Path) -> dict[str, Any]:
     k2_equivalent = 0.0
     for role_usage in usage.values():
         estimate = prices.estimated_cost_usd(
-            "kimi-k2-0905-preview",
+            K2_MODEL,
             role_usage.get("prompt_tokens", 0),
             role_usage.get("cached_prompt_tokens", 0),
             role_usage.get("completion_tokens", 0),
