@@ -13,6 +13,7 @@ import typer
 
 from synth.cli_tools import tools_app
 from synth.config import ConfigError, check_keys, load_config
+from synth.preflight import check_models_served
 from synth.records import ToolSpec
 
 app = typer.Typer(
@@ -95,6 +96,7 @@ def generate(
             return
         # Keys are checked before the folder is made: a run that cannot start writes nothing.
         check_keys(settings.endpoints(os.environ), os.environ)
+        check_models_served(settings.endpoints(os.environ), os.environ)
         repository = _load_repository(tools) if tools is not None else None
         run_dir = resume_run_folder(location, settings) if resume else prepare_run_folder(location, settings)
     except (ConfigError, RunFolderError, ValueError) as exc:
@@ -148,6 +150,33 @@ def _load_repository(folder: Path) -> list[ToolSpec]:
     if not specs:
         raise ValueError(f"{folder}: the tool repository holds no tools")
     return specs  # type: ignore[return-value]
+
+
+@app.command()
+def doctor(
+    preset: Annotated[str | None, typer.Option(help="offline | kimi-k2 | vllm | sglang | openai")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file")] = None,
+    base_url: Annotated[str | None, typer.Option(help="override every role's base URL")] = None,
+    model: Annotated[str | None, typer.Option(help="override every role's model id")] = None,
+) -> None:
+    """Check every endpoint before spending: the key, GET /v1/models (is the model served?), and one
+    tiny call per role as the run makes it (tool call round trip, JSON mode, thinking)."""
+    from synth.preflight import doctor as run_doctor
+    from synth.preflight import render_checks
+
+    flags: dict[str, Any] = {"preset": preset}
+    for role in ("generator", "policy", "user", "tool", "judge"):
+        flags[f"roles.{role}.base_url"] = base_url
+        flags[f"roles.{role}.model"] = model
+    try:
+        settings = load_config(config, os.environ, flags)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    checks = asyncio.run(run_doctor(settings.endpoints(os.environ), os.environ))
+    typer.echo(render_checks(checks))
+    if any(not check.ok for check in checks):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -274,6 +303,13 @@ def serve_offline(
     retry_after_s: Annotated[float, typer.Option(help="Retry-After sent with 429s")] = 0.05,
     timeout_s: Annotated[float, typer.Option(help="how long a 'timeout' request hangs")] = 5.0,
     fault_seed: Annotated[int, typer.Option(help="seed of the fault draws")] = 0,
+    emulate: Annotated[
+        str | None,
+        typer.Option(
+            help="enforce a provider's documented contract per model id (moonshot: kimi-k2.6, kimi-k2.5; "
+            "fixed sampling, thinking, reasoning round-trip, discontinued ids answered 404)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the offline model as an OpenAI-compatible endpoint (POST /v1/chat/completions), with
     optional benchmark knobs: fixed latency, a concurrency cap, fault rates and canned answers."""
@@ -281,7 +317,13 @@ def serve_offline(
     from pydantic import ValidationError
 
     from synth.llm.offline import BenchConfig, FaultConfig, OfflineModel
+    from synth.llm.offline.emulate import emulator_for
 
+    try:
+        emulator = emulator_for(emulate) if emulate is not None else None
+    except ValueError as exc:
+        _fail(f"serve-offline: --emulate: {exc}")
+        return
     try:
         faults = FaultConfig(
             latency_s=latency_ms / 1000,
@@ -309,6 +351,8 @@ def serve_offline(
     if max_concurrency is not None:
         mode.append(f"at most {max_concurrency} at once, then {'429' if over_capacity == 'reject' else 'queue'}")
     mode += [f"{name} {rate:g}" for name, rate in faults.rates().items() if rate]
+    if emulator is not None:
+        mode.append(f"emulating {emulate}: {', '.join(emulator.model_ids())}")
     typer.echo(f"offline model on http://{host}:{port}/v1 ({', '.join(mode)}; Ctrl-C to stop)", err=True)
-    model = OfflineModel(faults, bench=bench)
+    model = OfflineModel(faults, bench=bench, emulator=emulator)
     uvicorn.run(model.app, host=host, port=port, log_level="warning", access_log=False)
