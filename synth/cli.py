@@ -232,6 +232,14 @@ def export(
     ] = None,
     include_rejected: Annotated[bool, typer.Option("--all", help="include rejected trajectories")] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite the file if it exists")] = False,
+    reasoning: Annotated[
+        str | None,
+        typer.Option(
+            "--reasoning",
+            help="keep | drop the assistant turns' reasoning_content (keep: train a thinking model; "
+            "default: hf keeps, openai and sharegpt drop)",
+        ),
+    ] = None,
 ) -> None:
     """Export a run as training data: OpenAI fine-tuning JSONL, HF/TRL Parquet, ShareGPT or the RL table."""
     import duckdb
@@ -241,7 +249,14 @@ def export(
 
     try:
         result = export_run(
-            run_dir, format, to, min_score=min_score, where=where, include_rejected=include_rejected, force=force
+            run_dir,
+            format,
+            to,
+            min_score=min_score,
+            where=where,
+            include_rejected=include_rejected,
+            force=force,
+            reasoning=reasoning,
         )
     except (NotARunError, ExportError) as exc:
         _fail(str(exc))
