@@ -29,7 +29,9 @@ ASK = [{"role": "user", "content": "Please get order with order_id ORD-12."}]
 CALL = {
     "role": "assistant",
     "content": None,
-    "tool_calls": [{"id": "functions.get_order:0", "type": "function", "function": {"name": "get_order", "arguments": "{}"}}],
+    "tool_calls": [
+        {"id": "functions.get_order:0", "type": "function", "function": {"name": "get_order", "arguments": "{}"}}
+    ],
 }
 RESULT = {"role": "tool", "tool_call_id": "functions.get_order:0", "content": '{"status": "shipped"}'}
 
