@@ -13,6 +13,7 @@ import typer
 
 from synth.cli_tools import tools_app
 from synth.config import ConfigError, check_keys, load_config
+from synth.preflight import check_models_served
 from synth.records import ToolSpec
 
 app = typer.Typer(
@@ -95,6 +96,7 @@ def generate(
             return
         # Keys are checked before the folder is made: a run that cannot start writes nothing.
         check_keys(settings.endpoints(os.environ), os.environ)
+        check_models_served(settings.endpoints(os.environ), os.environ)
         repository = _load_repository(tools) if tools is not None else None
         run_dir = resume_run_folder(location, settings) if resume else prepare_run_folder(location, settings)
     except (ConfigError, RunFolderError, ValueError) as exc:
@@ -158,6 +160,33 @@ def _load_repository(folder: Path) -> list[ToolSpec]:
 
 
 @app.command()
+def doctor(
+    preset: Annotated[str | None, typer.Option(help="offline | kimi-k2 | vllm | sglang | openai")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file")] = None,
+    base_url: Annotated[str | None, typer.Option(help="override every role's base URL")] = None,
+    model: Annotated[str | None, typer.Option(help="override every role's model id")] = None,
+) -> None:
+    """Check every endpoint before spending: the key, GET /v1/models (is the model served?), and one
+    tiny call per role as the run makes it (tool call round trip, JSON mode, thinking)."""
+    from synth.preflight import doctor as run_doctor
+    from synth.preflight import render_checks
+
+    flags: dict[str, Any] = {"preset": preset}
+    for role in ("generator", "policy", "user", "tool", "judge"):
+        flags[f"roles.{role}.base_url"] = base_url
+        flags[f"roles.{role}.model"] = model
+    try:
+        settings = load_config(config, os.environ, flags)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    checks = asyncio.run(run_doctor(settings.endpoints(os.environ), os.environ))
+    typer.echo(render_checks(checks))
+    if any(not check.ok for check in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
 def query(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
     sql: Annotated[str, typer.Argument(help="one read-only SELECT over the run's views")],
@@ -210,6 +239,14 @@ def export(
     ] = None,
     include_rejected: Annotated[bool, typer.Option("--all", help="include rejected trajectories")] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite the file if it exists")] = False,
+    reasoning: Annotated[
+        str | None,
+        typer.Option(
+            "--reasoning",
+            help="keep | drop the assistant turns' reasoning_content (keep: train a thinking model; "
+            "default: hf keeps, openai and sharegpt drop)",
+        ),
+    ] = None,
 ) -> None:
     """Export a run as training data: OpenAI fine-tuning JSONL, HF/TRL Parquet, ShareGPT or the RL table."""
     import duckdb
@@ -219,7 +256,14 @@ def export(
 
     try:
         result = export_run(
-            run_dir, format, to, min_score=min_score, where=where, include_rejected=include_rejected, force=force
+            run_dir,
+            format,
+            to,
+            min_score=min_score,
+            where=where,
+            include_rejected=include_rejected,
+            force=force,
+            reasoning=reasoning,
         )
     except (NotARunError, ExportError) as exc:
         _fail(str(exc))
@@ -281,6 +325,13 @@ def serve_offline(
     retry_after_s: Annotated[float, typer.Option(help="Retry-After sent with 429s")] = 0.05,
     timeout_s: Annotated[float, typer.Option(help="how long a 'timeout' request hangs")] = 5.0,
     fault_seed: Annotated[int, typer.Option(help="seed of the fault draws")] = 0,
+    emulate: Annotated[
+        str | None,
+        typer.Option(
+            help="enforce a provider's documented contract per model id (moonshot: kimi-k2.6, kimi-k2.5; "
+            "fixed sampling, thinking, reasoning round-trip, discontinued ids answered 404)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the offline model as an OpenAI-compatible endpoint (POST /v1/chat/completions), with
     optional benchmark knobs: fixed latency, a concurrency cap, fault rates and canned answers."""
@@ -288,7 +339,13 @@ def serve_offline(
     from pydantic import ValidationError
 
     from synth.llm.offline import BenchConfig, FaultConfig, OfflineModel
+    from synth.llm.offline.emulate import emulator_for
 
+    try:
+        emulator = emulator_for(emulate) if emulate is not None else None
+    except ValueError as exc:
+        _fail(f"serve-offline: --emulate: {exc}")
+        return
     try:
         faults = FaultConfig(
             latency_s=latency_ms / 1000,
@@ -316,6 +373,8 @@ def serve_offline(
     if max_concurrency is not None:
         mode.append(f"at most {max_concurrency} at once, then {'429' if over_capacity == 'reject' else 'queue'}")
     mode += [f"{name} {rate:g}" for name, rate in faults.rates().items() if rate]
+    if emulator is not None:
+        mode.append(f"emulating {emulate}: {', '.join(emulator.model_ids())}")
     typer.echo(f"offline model on http://{host}:{port}/v1 ({', '.join(mode)}; Ctrl-C to stop)", err=True)
-    model = OfflineModel(faults, bench=bench)
+    model = OfflineModel(faults, bench=bench, emulator=emulator)
     uvicorn.run(model.app, host=host, port=port, log_level="warning", access_log=False)

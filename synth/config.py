@@ -34,6 +34,7 @@ class RoleOverride(BaseModel):
     model: str | None = None
     api_key_env: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
+    thinking: bool | None = Field(default=None, description="reason first, on models that can switch it")
     max_concurrency: int | None = Field(default=None, gt=0)
     timeout_s: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)

@@ -9,6 +9,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from synth.stats import describe_reasoning
+
 _MAX_CELL = 60
 
 
@@ -69,6 +71,9 @@ def render_funnel(figures: dict[str, Any]) -> str:
         f"tokens {figures['tokens']}, cost ${figures['cost_usd']:.4f} "
         f"(same tokens at K2 prices: ${figures['cost_usd_at_k2_prices']:.4f})"
     )
+    reasoning = describe_reasoning(figures.get("reasoning") or {})
+    if reasoning:
+        lines.append(reasoning)
     if not figures["finished"]:
         lines.append("note: the run has not finished (interrupted, or still running)")
     return "\n".join(lines)

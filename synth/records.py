@@ -181,6 +181,10 @@ class Usage(Record):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     retries: int = 0
+    reasoning_tokens: int = Field(default=0, description="the part of completion_tokens spent reasoning")
+    reasoning_tokens_estimated: int = Field(
+        default=0, description="the part of reasoning_tokens estimated from reasoning_content (not reported)"
+    )
 
     def add(self, other: Usage) -> Usage:
         return Usage(
@@ -190,6 +194,8 @@ class Usage(Record):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost_usd=self.cost_usd + other.cost_usd,
             retries=self.retries + other.retries,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            reasoning_tokens_estimated=self.reasoning_tokens_estimated + other.reasoning_tokens_estimated,
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synth.llm.pricing import default_price_table
+from synth.llm.pricing import K2_MODEL, default_price_table
 from synth.records import Usage
 from synth.run_folder import check_schema_version, read_markers, read_run_info
 from synth.store import open_catalog, require_run
@@ -76,7 +76,7 @@ def funnel(run_dir: Path) -> dict[str, Any]:
     k2_equivalent = 0.0
     for role_usage in usage.values():
         estimate = prices.estimated_cost_usd(
-            "kimi-k2-0905-preview",
+            K2_MODEL,
             role_usage.get("prompt_tokens", 0),
             role_usage.get("cached_prompt_tokens", 0),
             role_usage.get("completion_tokens", 0),
@@ -102,5 +102,35 @@ def funnel(run_dir: Path) -> dict[str, Any]:
         "tokens": sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in usage.values()),
         "cost_usd": round(sum(u.get("cost_usd", 0.0) for u in usage.values()), 6),
         "cost_usd_at_k2_prices": round(k2_equivalent, 4),
+        "reasoning": reasoning_share(usage),
         "finished": info.get("finished_at") is not None,
     }
+
+
+def reasoning_share(usage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The reasoning part of the output tokens over every role. `estimated` says whether some of it
+    was estimated from reasoning_content's length because the server did not report it."""
+    reasoning = sum(int(u.get("reasoning_tokens", 0)) for u in usage.values())
+    output = sum(int(u.get("completion_tokens", 0)) for u in usage.values())
+    estimated = sum(int(u.get("reasoning_tokens_estimated", 0)) for u in usage.values())
+    return {
+        "reasoning_tokens": reasoning,
+        "output_tokens": output,
+        "share": round(reasoning / output, 4) if output else None,
+        "estimated": estimated > 0,
+    }
+
+
+def describe_reasoning(reasoning: dict[str, Any]) -> str | None:
+    """One line on the reasoning share of output tokens, or None when nothing reasoned."""
+    if not reasoning.get("reasoning_tokens"):
+        return None
+    how = (
+        "estimated at ~4 characters a token from reasoning_content: the server reported no reasoning_tokens"
+        if reasoning["estimated"]
+        else "as the server reported it"
+    )
+    return (
+        f"reasoning: {reasoning['share']:.1%} of output tokens "
+        f"({reasoning['reasoning_tokens']:,} of {reasoning['output_tokens']:,}; {how})"
+    )

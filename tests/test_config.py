@@ -137,19 +137,21 @@ def test_unknown_role_is_rejected(tmp_path: Path) -> None:
 
 
 def test_per_role_override_changes_only_that_role(tmp_path: Path) -> None:
-    path = write_toml(tmp_path, 'preset = "kimi-k2"\n\n[roles.judge]\nmodel = "kimi-k2-turbo-preview"\n')
+    path = write_toml(tmp_path, 'preset = "kimi-k2"\n\n[roles.judge]\nmodel = "kimi-k2.5"\nthinking = false\n')
     config = load_config(path, {}, {"roles.judge.max_retries": 2})
     endpoints = config.endpoints({"MOONSHOT_API_KEY": "k"})
     judge = endpoints["judge"]
-    assert judge.model == "kimi-k2-turbo-preview"
+    assert judge.model == "kimi-k2.5"
+    assert judge.thinking is False
     assert judge.max_retries == 2
     # The rest of the judge's endpoint is still the preset's.
     assert judge.base_url == "https://api.moonshot.ai/v1"
     assert judge.api_key_env == "MOONSHOT_API_KEY"
-    assert judge.temperature == 0.6
+    assert judge.temperature is None  # K2.6/K2.5 fix their sampling parameters
     for role in ROLES:
         if role != "judge":
-            assert endpoints[role].model == "kimi-k2-0905-preview"
+            assert endpoints[role].model == "kimi-k2.6"
+            assert endpoints[role].thinking is None
             assert endpoints[role].max_retries == 6
             assert endpoints[role] == endpoints["policy"]
 
@@ -158,7 +160,7 @@ def test_per_role_preset(tmp_path: Path) -> None:
     path = write_toml(tmp_path, '[roles.policy]\npreset = "vllm"\n')
     endpoints = load_config(path).endpoints({"VLLM_BASE_URL": "http://gpu-box:8000/v1"})
     assert endpoints["policy"].base_url == "http://gpu-box:8000/v1"
-    assert endpoints["policy"].model == "moonshotai/Kimi-K2-Instruct"
+    assert endpoints["policy"].model == "moonshotai/Kimi-K2.6"
     assert endpoints["user"].base_url == OFFLINE_BASE_URL
 
 

@@ -60,7 +60,7 @@ def test_offline_model_is_free_but_estimates_at_k2() -> None:
     table = default_price_table()
     assert table.cost_usd("synth-offline", M, 0, M) == 0
     assert table.cost_usd("synth-offline-v2", M, 0, M) == 0
-    assert table.estimated_cost_usd("synth-offline", M, 0, M) == pytest.approx(3.10)
+    assert table.estimated_cost_usd("synth-offline", M, 0, M) == pytest.approx(4.95)  # at K2.6
     # A priced model estimates at its own price.
     assert table.estimated_cost_usd("gpt-4o", M, 0, M) == pytest.approx(12.50)
 
@@ -69,13 +69,15 @@ def test_overrides_replace_and_extend() -> None:
     base = default_price_table()
     cheap = Price(input_per_m=0.30, cached_input_per_m=0.05, output_per_m=1.00)
     local = Price(input_per_m=0, cached_input_per_m=0, output_per_m=0)
-    table = base.with_overrides({"kimi-k2-0905-preview": cheap, "my-local-*": local, "kimi-k2*": cheap})
+    table = base.with_overrides(
+        {"kimi-k2-0905-preview": cheap, "my-local-*": local, "kimi-k2*": cheap, "kimi-k2.6": cheap}
+    )
     assert table.price_for("kimi-k2-0905-preview") == cheap
     assert table.price_for("kimi-k2-next") == cheap  # the overriding rule comes first
     # An exact id is not shadowed by an overriding glob rule.
     assert table.price_for("kimi-k2-turbo-preview") == base.price_for("kimi-k2-turbo-preview")
     assert table.cost_usd("my-local-llama", M, 0, M) == 0
-    # The offline estimate follows the overridden K2 price.
+    # The offline estimate follows the overridden K2.6 price.
     assert table.estimated_cost_usd("synth-offline", M, 0, M) == pytest.approx(1.30)
     # The original table is untouched.
     assert base.cost_usd("kimi-k2-0905-preview", M, 0, M) == pytest.approx(3.10)
@@ -93,3 +95,13 @@ def test_tables_are_fresh_and_immutable() -> None:
 
 def test_empty_table_prices_nothing() -> None:
     assert PriceTable().price_for("kimi-k2-0905-preview") is None
+
+
+def test_current_kimi_prices_and_their_variants() -> None:
+    table = default_price_table()
+    assert table.cost_usd("kimi-k2.6", M, 0, M) == pytest.approx(0.95 + 4.00)
+    assert table.cost_usd("kimi-k2.6", M, M, 0) == pytest.approx(0.16)
+    assert table.cost_usd("kimi-k2.5", M, 400_000, M) == pytest.approx(0.36 + 0.04 + 3.00)
+    assert table.price_for("Kimi-K2.6-preview") == table.price_for("kimi-k2.6")  # a glob, not the K2 rule
+    assert table.price_for("kimi-k2-thinking-turbo") == table.price_for("kimi-k2-turbo-preview")
+    assert table.price_for("kimi-k3") is None  # no published price found: unknown, not guessed

@@ -10,6 +10,7 @@ file appears under its name only once complete (see `synth.export.sinks.atomic_t
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,13 +90,18 @@ def export_run(
     include_rejected: bool = False,
     force: bool = False,
     batch_rows: int | None = None,
+    reasoning: str | None = None,
 ) -> ExportResult:
     """Write the run's accepted trajectories (all judged ones with `include_rejected`) whose verdict
     score is at least `min_score` and for which `where` (SQL over the `sft` view's columns, or the
     `rl` view's for the rl format) holds, to `to` in `format`. NotARunError for a folder that is not a
-    run; ExportError for anything else wrong with the request."""
+    run; ExportError for anything else wrong with the request.
+
+    `reasoning` keeps ("keep") or drops ("drop") the assistant turns' reasoning_content: keep it to
+    train a thinking model, drop it for an instruct one. Unset: hf keeps it, openai and sharegpt drop it."""
     run_dir = require_run(run_dir)
     spec = _format(format)
+    convert = _converter(spec, reasoning)
     if min_score is not None and not math.isfinite(min_score):
         raise ExportError(f"--min-score must be a number, got {min_score}")
     try:
@@ -108,7 +114,7 @@ def export_run(
     con = open_catalog(run_dir)
     try:
         reader = _reader(con, query, params, rows, where)
-        written = _write(spec, reader, target)
+        written = _write(spec, reader, target, convert)
     finally:
         con.close()
     return ExportResult(target, spec.name, written)
@@ -168,14 +174,41 @@ def _reader(
         raise ExportError(f"export query failed: {exc}") from None
 
 
-def _write(spec: ExportFormat, reader: pa.RecordBatchReader, target: Path) -> int:
+def _converter(spec: ExportFormat, reasoning: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The row conversion with reasoning_content kept or dropped as asked."""
+    if reasoning is None:
+        return spec.convert
+    if reasoning not in ("keep", "drop"):
+        raise ExportError(f"--reasoning must be keep or drop, got {reasoning!r}")
+    if spec.view == "rl":
+        raise ExportError("--reasoning does not apply to the rl export: its rows hold no assistant turns")
+    if reasoning == "drop":
+        return lambda row: spec.convert({**row, "messages": [_without_reasoning(m) for m in row["messages"]]})
+    if spec.name == "sharegpt":
+        raise ExportError("sharegpt has no field for reasoning_content: use --format hf or openai to keep it")
+    if spec.name == "openai":
+        return functools.partial(openai_example, reasoning=True)
+    return spec.convert
+
+
+def _without_reasoning(message: dict[str, Any]) -> dict[str, Any]:
+    return {**message, "reasoning_content": None} if message.get("reasoning_content") is not None else message
+
+
+def _write(
+    spec: ExportFormat,
+    reader: pa.RecordBatchReader,
+    target: Path,
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> int:
+    convert = convert or spec.convert
     written = 0
     with atomic_target(target) as temporary:
         sink = _open_sink(spec, temporary)
         try:
             for batch in reader:
                 if batch.num_rows:
-                    sink.write_rows([spec.convert(row) for row in batch.to_pylist()])
+                    sink.write_rows([convert(row) for row in batch.to_pylist()])
                     written += batch.num_rows
         except BaseException:
             with contextlib.suppress(Exception):  # the first error is the one to report

@@ -8,7 +8,8 @@
   it also said something;
 - a tool message has the `tool_call_id` it answers and string content;
 - null and empty fields are left out (no `"name": null`, no empty `tool_calls`);
-- `reasoning_content` is left out: the format has no such field (the `hf` export keeps it);
+- `reasoning_content` is left out unless asked for (`synth export --reasoning keep`): OpenAI's format
+  has no such field, but trainers of thinking models read it on assistant turns;
 - `tools` is the OpenAI tools list (`parameters` as JSON objects); both `tools` and
   `parallel_tool_calls` are left out of a conversation that offered no tools.
 Call ids (K2's `functions.NAME:IDX`) are kept verbatim.
@@ -21,9 +22,10 @@ import json
 from typing import Any
 
 
-def openai_example(row: dict[str, Any]) -> dict[str, Any]:
-    """One line of the file, from a row with `messages` (store shape) and `tools` (JSON text)."""
-    example: dict[str, Any] = {"messages": [openai_message(message) for message in row["messages"]]}
+def openai_example(row: dict[str, Any], *, reasoning: bool = False) -> dict[str, Any]:
+    """One line of the file, from a row with `messages` (store shape) and `tools` (JSON text);
+    `reasoning` keeps the assistant turns' reasoning_content."""
+    example: dict[str, Any] = {"messages": [openai_message(message, reasoning) for message in row["messages"]]}
     tools = parsed_tools(row["tools"] or "[]")
     if tools:
         example["tools"] = tools
@@ -39,8 +41,8 @@ def parsed_tools(text: str) -> list[dict[str, Any]]:
     return tools
 
 
-def openai_message(message: dict[str, Any]) -> dict[str, Any]:
-    """A stored message in the fine-tuning format."""
+def openai_message(message: dict[str, Any], reasoning: bool = False) -> dict[str, Any]:
+    """A stored message in the fine-tuning format (with its reasoning_content when `reasoning`)."""
     role = message["role"]
     content = message.get("content")
     if role == "tool":
@@ -55,6 +57,8 @@ def openai_message(message: dict[str, Any]) -> dict[str, Any]:
         out["content"] = content or ""
     if message.get("name"):
         out["name"] = message["name"]
+    if reasoning and role == "assistant" and message.get("reasoning_content") is not None:
+        out["reasoning_content"] = message["reasoning_content"]
     return out
 
 

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 
 from synth.llm.breaker import CircuitBreaker
 from synth.llm.errors import EndpointRejected, JsonAnswerError, ModelCallError, RetriesExhausted
+from synth.llm.families import build_request, shape_for
 from synth.llm.k2 import has_raw_tool_calls, parse_raw_tool_calls
 from synth.llm.limiter import AdaptiveLimiter
 from synth.llm.presets import OFFLINE_BASE_URL, EndpointConfig
@@ -182,20 +183,17 @@ class ChatClient:
         """One completion, retried through transient faults; raises ModelCallError otherwise."""
         endpoint = self._endpoint(role)
         config = self._configs[role]  # the role's own settings; roles on one URL share only the pool
-        request: dict[str, Any] = {
-            "model": config.model,
-            "messages": [m.to_openai() for m in messages],
-            "seed": seed,
-        }
-        if config.temperature is not None:
-            request["temperature"] = config.temperature
-        if tools:
-            request["tools"] = tools
-            request["tool_choice"] = "auto"
-        if json_mode:
-            request["response_format"] = {"type": "json_object"}
-        if max_tokens is not None:
-            request["max_tokens"] = max_tokens
+        # What the request may carry (sampling, thinking, budget, reasoning sent back) is the model
+        # family's call: see synth.llm.families.
+        request = build_request(
+            shape_for(role, config),
+            config,
+            messages,
+            seed=seed,
+            tools=tools,
+            json_mode=json_mode,
+            max_tokens=max_tokens,
+        )
         endpoint.breaker.check(role)
         try:
             response, retries = await self._create(role, endpoint, config, request)
@@ -280,10 +278,13 @@ class ChatClient:
         choice = response.choices[0]
         raw = choice.message
         extra = raw.model_extra or {}
+        # Kept as the server sent it, even an empty string: a thinking conversation must send every
+        # assistant turn back with its reasoning_content (Moonshot refuses the request otherwise).
+        reasoning = extra.get("reasoning_content", getattr(raw, "reasoning_content", None))
         message = Message(
             role="assistant",
             content=raw.content,
-            reasoning_content=extra.get("reasoning_content") or getattr(raw, "reasoning_content", None),
+            reasoning_content=reasoning if isinstance(reasoning, str) else None,
             tool_calls=[
                 ToolCall(id=call.id, function=FunctionCall(name=call.function.name, arguments=call.function.arguments))
                 for call in raw.tool_calls or []
@@ -297,13 +298,14 @@ class ChatClient:
         return ChatResult(
             message=message,
             finish_reason=str(choice.finish_reason or "stop"),
-            usage=self._usage(model, response.usage, retries),
+            usage=self._usage(model, response.usage, retries, message.reasoning_content),
             model=model,
         )
 
-    def _usage(self, model: str, usage: Any, retries: int) -> Usage:
+    def _usage(self, model: str, usage: Any, retries: int, reasoning: str | None = None) -> Usage:
         if usage is None:
             return Usage(calls=1, retries=retries)
+        reasoning_tokens, estimated = _reasoning_tokens(usage, reasoning)
         details = getattr(usage, "prompt_tokens_details", None)
         cached = getattr(details, "cached_tokens", None) if details is not None else None
         if cached is None:  # Moonshot reports cache hits at the top level of usage
@@ -317,6 +319,8 @@ class ChatClient:
             completion_tokens=completion,
             cost_usd=cost or 0.0,
             retries=retries,
+            reasoning_tokens=reasoning_tokens,
+            reasoning_tokens_estimated=reasoning_tokens if estimated else 0,
         )
 
     async def chat_json(
@@ -349,7 +353,7 @@ class ChatClient:
                 problem = _short(exc)
             conversation = [
                 *conversation,
-                Message(role="assistant", content=text),
+                Message(role="assistant", content=text, reasoning_content=result.message.reasoning_content),
                 Message(
                     role="user",
                     content=f"That answer was not valid: {problem}\nReply again with only the corrected JSON object.",
@@ -396,6 +400,23 @@ def _short(exc: Exception) -> str:
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:5]
         )
     return str(exc)[:300]
+
+
+CHARS_PER_TOKEN = 4
+"""The estimate of reasoning tokens when a server does not report them (English text, common tokenizers)."""
+
+
+def _reasoning_tokens(usage: Any, reasoning: str | None) -> tuple[int, bool]:
+    """(reasoning tokens, whether estimated): `completion_tokens_details.reasoning_tokens` when the
+    server reports it, else about a token per four characters of reasoning_content."""
+    details = getattr(usage, "completion_tokens_details", None)
+    reported = getattr(details, "reasoning_tokens", None) if details is not None else None
+    if reported is not None:
+        return int(reported), False
+    if not reasoning:
+        return 0, False
+    completion = int(usage.completion_tokens or 0)
+    return min(completion, max(1, len(reasoning) // CHARS_PER_TOKEN)), True
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -21,7 +21,14 @@ class EndpointConfig(BaseModel):
     model: str = Field(description="model id as the endpoint's GET /v1/models lists it")
     api_key_env: str | None = Field(default=None, description="environment variable holding the key")
     key_required: bool = Field(default=False, description="fail before the run when the key is missing")
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="sent only to models whose provider lets it be set"
+    )
+    thinking: bool | None = Field(
+        default=None,
+        description="reason before answering, on models that can switch it; unset: the role's default "
+        "(policy and judge think, the simulators and the generator do not)",
+    )
     max_concurrency: int = Field(default=32, gt=0, description="requests in flight to this endpoint")
     timeout_s: float = Field(default=120.0, gt=0, description="per request")
     max_retries: int = Field(default=6, ge=0, description="for 429, 5xx, timeouts, dropped connections")
@@ -37,26 +44,32 @@ def _offline(env: Mapping[str, str]) -> EndpointConfig:
     return EndpointConfig(base_url=OFFLINE_BASE_URL, model=OFFLINE_MODEL, max_concurrency=64)
 
 
+KIMI_MODEL = "kimi-k2.6"
+"""Moonshot's recommended model id (2026); the older K2 preview and thinking ids are discontinued."""
+
+
 def _kimi_k2(env: Mapping[str, str]) -> EndpointConfig:
+    # No temperature: K2.6 fixes its sampling parameters (1.0 thinking, 0.6 not) and refuses others.
     return EndpointConfig(
         base_url=env.get("MOONSHOT_BASE_URL", "https://api.moonshot.ai/v1"),
-        model="kimi-k2-0905-preview",
+        model=KIMI_MODEL,
         api_key_env="MOONSHOT_API_KEY",
         key_required=True,
-        temperature=0.6,
         max_concurrency=8,
     )
 
 
 def _local_server(default_url: str, url_env: str) -> Callable[[Mapping[str, str]], EndpointConfig]:
     def build(env: Mapping[str, str]) -> EndpointConfig:
-        # vLLM and SGLang accept any key unless started with --api-key; K2 served with
-        # `--tool-call-parser kimi_k2` answers with real tool calls.
+        # vLLM and SGLang accept any key unless started with --api-key. The open K2.6 weights, served
+        # as vLLM's recipe does (`--tool-call-parser kimi_k2 --reasoning-parser kimi_k2
+        # --enable-auto-tool-choice --trust-remote-code`), answer with real tool calls and a separate
+        # `reasoning_content`; thinking is switched per request with chat_template_kwargs. Sampling
+        # is left to the model's generation config unless a role sets a temperature.
         return EndpointConfig(
             base_url=env.get(url_env, default_url),
-            model="moonshotai/Kimi-K2-Instruct",
+            model="moonshotai/Kimi-K2.6",
             api_key_env="SYNTH_LOCAL_API_KEY",
-            temperature=0.6,
             max_concurrency=64,
         )
 

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 PER = 1_000_000
 GLOB_CHARS = frozenset("*?[")
 
-K2_MODEL = "kimi-k2-0905-preview"
-"""The model whose price `estimate_as` points at for the offline model."""
+K2_MODEL = "kimi-k2.6"
+"""The model whose price `estimate_as` points at for the offline model (Moonshot's current K2)."""
 
 
 class Price(BaseModel):
@@ -128,17 +128,32 @@ class PriceTable:
 
 
 def default_price_table() -> PriceTable:
-    """A fresh table with the known prices (USD per million tokens)."""
+    """A fresh table with the known prices (USD per million tokens, Moonshot's international USD
+    list prices excluding tax).
+
+    Read 2026-06: K2.6 $0.95 input / $0.16 cached / $4.00 output and K2.5 $0.60 / $0.10 / $3.00
+    (platform.kimi.ai pricing pages, and an archived platform.moonshot.ai/docs/pricing/chat of
+    2026-03-26 for K2.5 and the K2 previews); K2 thinking $0.60 / $0.15 / $2.50 and its turbo
+    $1.15 / $0.15 / $8.00 as listed at launch (2025-11). Those K2 preview and thinking ids are
+    discontinued on Moonshot's API but kept here, so older runs keep their bill. Kimi K3: no
+    published per-token price was found when this was read, so it is left out (its cost shows as
+    unknown) rather than guessed; add it with `[prices]` in the config.
+    """
     k2 = Price(input_per_m=0.60, cached_input_per_m=0.15, output_per_m=2.50)
     k2_turbo = Price(input_per_m=1.15, cached_input_per_m=0.15, output_per_m=8.00)
+    k2_5 = Price(input_per_m=0.60, cached_input_per_m=0.10, output_per_m=3.00)
+    k2_6 = Price(input_per_m=0.95, cached_input_per_m=0.16, output_per_m=4.00)
     offline = Price(input_per_m=0, cached_input_per_m=0, output_per_m=0, estimate_as=K2_MODEL)
     gpt_4o = Price(input_per_m=2.50, cached_input_per_m=1.25, output_per_m=10.00)
     gpt_4o_mini = Price(input_per_m=0.15, cached_input_per_m=0.075, output_per_m=0.60)
     return PriceTable(
         prices={
+            "kimi-k2.6": k2_6,
+            "kimi-k2.5": k2_5,
             "kimi-k2-0905-preview": k2,
             "kimi-k2-0711-preview": k2,
             "kimi-k2-thinking": k2,
+            "kimi-k2-thinking-turbo": k2_turbo,
             "kimi-k2-turbo-preview": k2_turbo,
             "gpt-4o": gpt_4o,
             "gpt-4o-2024-08-06": gpt_4o,
@@ -146,6 +161,8 @@ def default_price_table() -> PriceTable:
             "gpt-4o-mini-2024-07-18": gpt_4o_mini,
         },
         rules=(
+            ("kimi-k2.6*", k2_6),
+            ("kimi-k2.5*", k2_5),
             ("kimi-k2*turbo*", k2_turbo),
             ("kimi-k2*", k2),
             ("synth-offline*", offline),

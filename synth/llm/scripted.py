@@ -29,6 +29,8 @@ class Step:
     finish_reason: str | None = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    usage: dict[str, Any] | None = None
+    """The usage object to answer with; None: 10 prompt and 5 completion tokens."""
 
     @classmethod
     def tool_call(cls, name: str, arguments: dict[str, Any] | str, call_id: str | None = None) -> Step:
@@ -83,6 +85,6 @@ class ScriptedModel:
                 "created": 0,
                 "model": self.model,
                 "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                "usage": step.usage or {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
             }
         )

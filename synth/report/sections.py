@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
+from typing import Any
 
 from synth.report.charts import (
     ACCEPTED,
@@ -354,6 +355,7 @@ def cost_section(d: ReportData) -> str:
         + kpi("cost", _usd(c.cost_usd), f"{_usd(c.k2_usd)} for the same tokens at K2 prices")
         + kpi("tokens per accepted", "–" if per_tokens is None else fmt_int(per_tokens), "the whole run's / accepted")
         + kpi("cost per accepted", _usd(c.per_accepted(c.cost_usd)), f"{_usd(c.per_accepted(c.k2_usd))} at K2 prices")
+        + _reasoning_kpi(d.funnel.get("reasoning") or {})
         + "</div>",
         grid(
             hbars("Tokens per role", bars, (UNCACHED, CACHED, OUTPUT), axis="tokens", label_width=110),
@@ -367,6 +369,15 @@ def cost_section(d: ReportData) -> str:
             + table(["outcome", "trajectories", "mean tokens", "mean cost"], outcome_rows, numeric=[1, 2, 3]),
         ),
     )
+
+
+def _reasoning_kpi(reasoning: dict[str, Any]) -> str:
+    """The reasoning share of output tokens, saying when it is an estimate (no reported count)."""
+    if not reasoning.get("reasoning_tokens"):
+        return ""
+    source = "estimated from reasoning_content (not reported)" if reasoning["estimated"] else "as reported"
+    detail = f"{fmt_int(reasoning['reasoning_tokens'])} of {fmt_int(reasoning['output_tokens'])}, {source}"
+    return kpi("reasoning share of output", fmt_pct(reasoning["share"]), detail)
 
 
 def diversity_section(d: ReportData) -> str:

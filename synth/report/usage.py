@@ -8,9 +8,9 @@ from typing import Any
 
 import duckdb
 
-from synth.llm.pricing import default_price_table
+from synth.llm.pricing import K2_MODEL, default_price_table
 
-K2_REFERENCE_MODEL = "kimi-k2-0905-preview"
+K2_REFERENCE_MODEL = K2_MODEL
 
 # Tokens one trajectory used: its rollout roles (policy, user, tool) plus its verdict's judge calls.
 _TRAJECTORY_TOKENS = """

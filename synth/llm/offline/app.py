@@ -30,6 +30,7 @@ from synth.llm.offline.bench import (
     request_kind,
 )
 from synth.llm.offline.chat_answers import STOP_MARKER, ChatAnswer, answer_policy, answer_user
+from synth.llm.offline.emulate import MoonshotEmulator
 from synth.llm.offline.faults import Fault, FaultConfig, FaultPlan
 from synth.llm.offline.json_answers import answer_json
 from synth.llm.prefix_cache import PrefixCache, prompt_tokens, render_prompt
@@ -61,8 +62,10 @@ class OfflineModel:
         raw_tool_calls: bool = False,
         api_key: str | None = None,
         bench: BenchConfig | None = None,
+        emulator: MoonshotEmulator | None = None,
     ) -> None:
         self.model = model
+        self.emulator = emulator  # a provider's contract enforced on every request (emulate.py)
         self.slip_rate = slip_rate
         self.raw_tool_calls = raw_tool_calls
         self.bench = bench or BenchConfig()
@@ -111,6 +114,7 @@ class OfflineModel:
             "canned": self.bench.canned,
             "faults": dict(self.faults_served),
             **self._gate.stats(),
+            **({"emulator": self.emulator.stats()} if self.emulator else {}),
         }
 
     async def _stats(self, request: Request) -> JSONResponse:
@@ -121,8 +125,9 @@ class OfflineModel:
         await asyncio.sleep(seconds)
 
     async def _models(self, request: Request) -> JSONResponse:
+        ids = self.emulator.model_ids() if self.emulator else [self.model]
         return JSONResponse(
-            {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "synth"}]}
+            {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "synth"} for i in ids]}
         )
 
     async def _chat(self, request: Request) -> Response:
@@ -135,6 +140,9 @@ class OfflineModel:
             messages = body["messages"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             return _error(400, "request body must be JSON with a 'messages' list", "invalid_request_error")
+        refusal = self.emulator.check(body) if self.emulator else None
+        if refusal is not None:
+            return _error(refusal.status, refusal.message, refusal.kind)
         config = self._plan.config
         if not await self._gate.enter():
             self.faults_served["over_capacity"] = self.faults_served.get("over_capacity", 0) + 1
@@ -167,9 +175,8 @@ class OfflineModel:
         if fault == "drop":
             return _DroppedResponse()
         self.answered += 1
-        if self.bench.canned:
-            return JSONResponse(self.complete_canned(body, fault, size))
-        return JSONResponse(self.complete(body, messages, fault))
+        answer = self.complete_canned(body, fault, size) if self.bench.canned else self.complete(body, messages, fault)
+        return JSONResponse(self.emulator.shape(body, answer) if self.emulator else answer)
 
     def complete(self, body: dict[str, Any], messages: list[dict[str, Any]], fault: Fault = "ok") -> dict[str, Any]:
         """The chat completion JSON for a request body (no transport faults applied)."""
