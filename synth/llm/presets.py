@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from synth.llm.redact import url_credentials_problem
 
 OFFLINE_BASE_URL = "http://synth-offline.invalid/v1"
 """The in-process offline model. `.invalid` never resolves, so this can never reach a network."""
@@ -15,9 +17,10 @@ OFFLINE_MODEL = "synth-offline-1"
 class EndpointConfig(BaseModel):
     """One OpenAI-compatible endpoint as a role uses it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A refused value is never echoed into the error: a base URL may hold credentials.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    base_url: str = Field(description="OpenAI-compatible base URL, ending in /v1")
+    base_url: str = Field(description="OpenAI-compatible base URL, ending in /v1; never with credentials")
     model: str = Field(description="model id as the endpoint's GET /v1/models lists it")
     api_key_env: str | None = Field(default=None, description="environment variable holding the key")
     key_required: bool = Field(default=False, description="fail before the run when the key is missing")
@@ -27,6 +30,14 @@ class EndpointConfig(BaseModel):
     max_retries: int = Field(default=6, ge=0, description="for 429, 5xx, timeouts, dropped connections")
     max_backoff_s: float = Field(default=30.0, gt=0, description="cap of one backoff sleep")
     json_repair_attempts: int = Field(default=2, ge=0, description="re-asks after an invalid JSON answer")
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        problem = url_credentials_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
 
     @property
     def is_offline(self) -> bool:
@@ -73,6 +84,9 @@ def _openai_compatible(env: Mapping[str, str]) -> EndpointConfig:
     )
 
 
+_BASE_URL_VARIABLES = ("MOONSHOT_BASE_URL", "VLLM_BASE_URL", "SGLANG_BASE_URL", "OPENAI_BASE_URL")
+"""The variables presets read base URLs from: checked before a preset is built, so the error names them."""
+
 PRESETS: Mapping[str, Callable[[Mapping[str, str]], EndpointConfig]] = {
     "offline": _offline,
     "kimi-k2": _kimi_k2,
@@ -83,8 +97,15 @@ PRESETS: Mapping[str, Callable[[Mapping[str, str]], EndpointConfig]] = {
 
 
 def preset_endpoint(name: str, env: Mapping[str, str]) -> EndpointConfig:
-    """The endpoint a preset names, reading base URLs from `env` where the preset allows it."""
+    """The endpoint a preset names, reading base URLs from `env` where the preset allows it.
+
+    A base URL with credentials (from a *_BASE_URL variable) is a ValueError saying so."""
     try:
-        return PRESETS[name](env)
+        build = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+    for variable in _BASE_URL_VARIABLES:
+        problem = url_credentials_problem(env.get(variable, ""))
+        if problem is not None:
+            raise ValueError(f"{variable}: {problem}")
+    return build(env)

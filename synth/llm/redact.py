@@ -121,7 +121,7 @@ def url_credentials_problem(url: str) -> str | None:
     shown = urlunsplit((parts.scheme, host, parts.path, "", ""))
     where = "user:password@ in the URL" if has_userinfo else f"?{secret_query[0]}= in the query"
     return (
-        f"{shown}: credentials do not belong in a base URL ({where}; it would be written into run.json "
+        f"{shown}: credentials do not belong in a base URL ({where}; it would be recorded in run.json "
         "and shown in errors): put the key in an environment variable and name it with api_key_env"
     )
 
