@@ -178,8 +178,15 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
 # ---------------------------------------------------------------- behaviours
 
 
-def http_response(status: int, body: bytes, content_type: str = "application/json", reason: str = "X") -> bytes:
-    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+def http_response(
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+    reason: str = "X",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
     return head.encode() + body
 
 
@@ -229,12 +236,12 @@ def json_200(payload: Any, content_type: str = "application/json") -> Behaviour:
     return answer
 
 
-def status_forever(status: int, payload: Any = None) -> Behaviour:
-    """This status on every request (500 forever, 401 forever, ...)."""
+def status_forever(status: int, payload: Any = None, headers: dict[str, str] | None = None) -> Behaviour:
+    """This status on every request (500 forever, 401 forever, 429 with a bad Retry-After, ...)."""
     body = json.dumps(payload or {"error": {"message": f"status {status}", "type": "server_error"}}).encode()
 
     async def answer(request: Request, writer: asyncio.StreamWriter) -> None:
-        await _send(writer, http_response(status, body))
+        await _send(writer, http_response(status, body, headers=headers))
 
     return answer
 
@@ -251,6 +258,25 @@ def echo_authorization(status: int, *, as_json: bool = True) -> Behaviour:
         else:
             body = f"<html><body>Rejected request with Authorization: {auth}</body></html>".encode()
             await _send(writer, http_response(status, body, "text/html"))
+
+    return answer
+
+
+def echo_in_answer() -> Behaviour:
+    """A well-formed 200 completion whose content, reasoning and tool arguments quote the key."""
+
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> None:
+        key = request.authorization.removeprefix("Bearer ")
+        message = {
+            "role": "assistant",
+            "content": f"You sent the key {key}.",
+            "reasoning_content": f"The header was Authorization: Bearer {key}",
+            "tool_calls": [
+                {"id": "call_0", "type": "function", "function": {"name": "note", "arguments": json.dumps({"k": key})}}
+            ],
+        }
+        payload = completion(choices=[{"index": 0, "message": message, "finish_reason": "tool_calls"}])
+        await _send(writer, http_response(200, json.dumps(payload).encode(), reason="OK"))
 
     return answer
 
