@@ -206,6 +206,21 @@ def garbage_bytes(seed: int = 0, size: int = 512) -> Behaviour:
     return answer
 
 
+def raw_bytes(data: bytes) -> Behaviour:
+    """Exactly these bytes (broken HTTP of one's choosing), then the connection closes."""
+
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> None:
+        await _send(writer, data)
+        writer.close()
+
+    return answer
+
+
+def hang_up() -> Behaviour:
+    """The request is read, then the connection closes without a byte of answer."""
+    return raw_bytes(b"")
+
+
 def non_http() -> Behaviour:
     """Another protocol's greeting (an SSH server on the port), then the connection closes."""
 

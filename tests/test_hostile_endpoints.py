@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -27,9 +28,11 @@ from hostile_servers import (
     echo_authorization,
     echo_in_answer,
     garbage_bytes,
+    hang_up,
     html_200,
     json_200,
     non_http,
+    raw_bytes,
     status_forever,
     trickle_body,
     trickle_headers,
@@ -156,6 +159,24 @@ GARBAGE: dict[str, tuple[Behaviour, str]] = {
     "non-HTTP greeting": (non_http(), "not a valid HTTP response"),
     "HTML with status 200": (html_200(), "not JSON (an HTML page)"),
     "closed mid-body": (close_mid_body(), "connection failed"),
+    "hung up without answering": (hang_up(), "connection failed (ServerDisconnectedError)"),
+    "gzip that is not gzip": (
+        raw_bytes(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nabcde"),
+        "Content-Encoding does not decode",
+    ),
+    "broken chunked encoding": (
+        raw_bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"),
+        "not a valid HTTP response",
+    ),
+    "a header of 200 kB": (raw_bytes(b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 200_000), "not a valid HTTP response"),
+    "bytes that are not UTF-8 labelled JSON": (
+        raw_bytes(
+            b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"choices": "\xff"}'
+        ),
+        "not text",
+    ),
+    "empty 200": (raw_bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), "not JSON"),
+    "302 without a Location": (raw_bytes(b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n"), "HTTP 302"),
     "500 forever": (status_forever(500), "HTTP 500"),
     "503 forever": (status_forever(503), "HTTP 503"),
     "429 with a Retry-After that is no date": (
@@ -201,6 +222,22 @@ async def test_chat_json_reports_garbage_as_the_endpoint_failing_not_as_a_bad_an
     assert_reported(caught.value, server, KEYS[0], role="tool")
     assert caught.value.trips_breaker
     assert server.requests == RETRIES + 1  # not multiplied by the JSON repair attempts
+
+
+async def test_a_closed_port_is_reported_as_refused_not_as_a_timeout(make_client: MakeClient) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}/v1"
+    client = make_client(base_url, timeout_s=TIMEOUT_S, max_retries=0)
+
+    with pytest.raises(RetriesExhausted) as caught:
+        await client.chat("judge", HELLO, seed=1)
+
+    assert (
+        str(caught.value)
+        == f"[judge] {base_url}: connection failed (connection refused), still failing after 0 retries"
+    )
 
 
 async def test_a_well_formed_answer_with_fields_of_its_own_is_read(serve: Serve, make_client: MakeClient) -> None:

@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import random
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -183,11 +185,7 @@ class ChatClient:
     ) -> tuple[Any, int]:
         for attempt in range(config.max_retries + 1):
             try:
-                response = await self._send(endpoint, config, request)
-                problem = answer_problem(response)
-                if problem is None:
-                    return response, attempt
-                delay = None
+                return await self._send(endpoint, config, request), attempt
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
@@ -195,10 +193,10 @@ class ChatClient:
                     raise EndpointRejected(role, rejection, usage=Usage(retries=attempt), status=status) from None
                 delay = _retry_after(exc.response.headers) if status == 429 else None
                 problem = f"HTTP {status}"
-            except (openai.APITimeoutError, TimeoutError):
+            except TimeoutError:
                 delay, problem = None, f"timed out after {config.timeout_s:g}s"
-            except openai.APIConnectionError as exc:
-                delay, problem = None, f"connection failed ({type(exc.__cause__ or exc).__name__})"
+            except openai.APIConnectionError as exc:  # APITimeoutError among them
+                delay, problem = None, _transport_problem(exc, config.timeout_s)
             except _UnusableAnswer as exc:
                 delay, problem = None, str(exc)
             if attempt == config.max_retries:
@@ -211,7 +209,8 @@ class ChatClient:
         raise AssertionError("unreachable")
 
     async def _send(self, endpoint: _Endpoint, config: EndpointConfig, request: dict[str, Any]) -> Any:
-        """One request inside the endpoint's adaptive limit, telling it how the request went.
+        """One readable chat completion (else `_UnusableAnswer`), inside the endpoint's adaptive
+        limit, telling it how the request went.
 
         The whole request (connect, headers, body) has `timeout_s`: the deadline cancels the
         transport, which closes the connection, and the slot is given back on the way out (also
@@ -240,6 +239,9 @@ class ChatClient:
                 # "bad status line", a JSON decode error on a body labelled JSON, ...) is the server
                 # answering garbage. Only its kind is kept: its text quotes what the server sent.
                 raise _UnusableAnswer(_garbage(exc)) from None
+            problem = answer_problem(response)
+            if problem is not None:
+                raise _UnusableAnswer(problem)  # not a success: the limit grows on answers only
             endpoint.gate.on_success(ticket)
             return response
 
@@ -261,7 +263,7 @@ class ChatClient:
         return f"{what}: {detail}" if detail else what
 
     def _result(self, role: Role, config: EndpointConfig, response: Any, retries: int) -> ChatResult:
-        # `response` passed `answer_problem` in `_create`: every field read here has its type.
+        # `response` passed `answer_problem` in `_send`: every field read here has its type.
         choice = response.choices[0]
         raw = choice.message
         extra = raw.model_extra or {}
@@ -432,6 +434,26 @@ def _error_message(exc: openai.APIStatusError) -> str:
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])[:300]
     return ""
+
+
+def _transport_problem(exc: openai.APIConnectionError, timeout_s: float) -> str:
+    """Why the request got no answer, from the root of the exception chain: the aiohttp transport
+    maps every connection error (a refused connection, a server hanging up) to a *timeout*, which
+    would send a user looking in the wrong place."""
+    chain: list[BaseException] = [exc]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    root = chain[-1]
+    if isinstance(root, TimeoutError | aiohttp.ServerTimeoutError | httpx2.TimeoutException):
+        return f"timed out after {timeout_s:g}s"
+    if any(isinstance(link, httpx2.DecodingError) for link in chain):
+        return "answered a body its Content-Encoding does not decode"
+    if isinstance(root, socket.gaierror) or isinstance(getattr(root, "os_error", None), socket.gaierror):
+        return f"connection failed (cannot resolve the host: {getattr(root, 'strerror', None) or 'unknown name'})"
+    errno = getattr(root, "errno", None)
+    if isinstance(errno, int) and errno > 0:  # the OS's words, never the server's
+        return f"connection failed ({os.strerror(errno).lower()})"
+    return f"connection failed ({type(root).__name__})"
 
 
 def _garbage(exc: Exception) -> str:
