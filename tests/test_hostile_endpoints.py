@@ -89,6 +89,8 @@ def assert_reported(exc: ModelCallError, server: HostileServer, key: str, role: 
     assert server.base_url in message
     logged = "".join(traceback.format_exception(exc))
     assert key not in logged
+    # Nothing chained either: an SDK error would carry the request's Authorization header along.
+    assert exc.__cause__ is None and exc.__context__ is None
 
 
 async def until(condition: Callable[[], bool], bound_s: float = 10.0) -> bool:

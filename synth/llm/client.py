@@ -184,13 +184,14 @@ class ChatClient:
         self, role: Role, endpoint: _Endpoint, config: EndpointConfig, request: dict[str, Any]
     ) -> tuple[Any, int]:
         for attempt in range(config.max_retries + 1):
+            rejected: EndpointRejected | None = None
             try:
                 return await self._send(endpoint, config, request), attempt
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
                     rejection = self.redact(self._rejection(config, status, exc))
-                    raise EndpointRejected(role, rejection, usage=Usage(retries=attempt), status=status) from None
+                    rejected = EndpointRejected(role, rejection, usage=Usage(retries=attempt), status=status)
                 delay = _retry_after(exc.response.headers) if status == 429 else None
                 problem = f"HTTP {status}"
             except TimeoutError:
@@ -199,12 +200,16 @@ class ChatClient:
                 delay, problem = None, _transport_problem(exc, config.timeout_s)
             except _UnusableAnswer as exc:
                 delay, problem = None, str(exc)
+            # Raised here, after the handler, so no SDK error rides along as __context__: it holds the
+            # request (the Authorization header) and the server's body (perhaps echoing it).
+            if rejected is not None:
+                raise rejected
             if attempt == config.max_retries:
                 raise RetriesExhausted(
                     role,
                     self.redact(f"{config.base_url}: {problem}, still failing after {config.max_retries} retries"),
                     usage=Usage(retries=attempt),
-                ) from None
+                )
             await asyncio.sleep(self._backoff(config, attempt, delay))
         raise AssertionError("unreachable")
 
