@@ -15,9 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simulators.tool_simulator import OutcomeRates
 from synth.llm.offline.faults import FaultConfig
-from synth.llm.presets import PRESETS, EndpointConfig, preset_endpoint
+from synth.llm.presets import PRESETS, EndpointConfig, base_url_problem, preset_endpoint
 from synth.llm.pricing import Price
-from synth.llm.redact import url_credentials_problem
 from synth.records import ROLES, Role
 
 
@@ -42,9 +41,9 @@ class RoleOverride(BaseModel):
 
     @field_validator("base_url")
     @classmethod
-    def _no_credentials(cls, url: str | None) -> str | None:
+    def _usable(cls, url: str | None) -> str | None:
         # Refused before anything is written: the config is recorded in run.json.
-        problem = url_credentials_problem(url) if url is not None else None
+        problem = base_url_problem(url) if url is not None else None
         if problem is not None:
             raise ValueError(problem)
         return url

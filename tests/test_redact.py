@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from synth.cli import app
 from synth.config import ConfigError, SynthConfig, load_config
 from synth.llm.client import ChatClient
-from synth.llm.presets import EndpointConfig, preset_endpoint
+from synth.llm.presets import EndpointConfig, base_url_problem, preset_endpoint
 from synth.llm.redact import REDACTED, Redactor, redact, safe_url, url_credentials_problem
 
 KEY = "plainKEYwithoutShape42"
@@ -154,3 +154,31 @@ def test_generate_refuses_credentials_in_a_base_url_and_writes_nothing(tmp_path:
     assert "credentials do not belong in a base URL" in result.output
     assert KEY not in result.output
     assert not run.exists()  # no run.json that could record it
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("junk", "does not start with http:// or https://"),
+        ("ftp://host/v1", "does not start with http:// or https://"),
+        ("http://", "names no host"),
+        ("http://127.0.0.1:99999/v1", "port is not a number from 1 to 65535"),
+        ("http://127.0.0.1:0/v1", "port is not a number from 1 to 65535"),
+        ("http://a b/v1", "whitespace or control characters"),
+        ("http://127.0.0.1:1/v1\r\nX-Injected: 1", "whitespace or control characters"),
+    ],
+)
+def test_a_junk_base_url_is_refused_before_the_run(url: str, why: str) -> None:
+    problem = base_url_problem(url)
+    assert problem is not None and why in problem
+    assert "\n" not in problem
+    with pytest.raises(ConfigError) as caught:
+        load_config(flags={"roles.judge.base_url": url}, env={})
+    assert "roles.judge.base_url (from flags)" in str(caught.value)
+
+
+def test_only_the_chosen_presets_url_variable_is_checked() -> None:
+    env = {"OPENAI_BASE_URL": "junk", "VLLM_BASE_URL": URL_WITH_KEY}
+    assert preset_endpoint("sglang", env).base_url == "http://localhost:30000/v1"
+    with pytest.raises(ValueError, match="VLLM_BASE_URL"):
+        preset_endpoint("vllm", env)

@@ -3,15 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from synth.llm.redact import url_credentials_problem
+from synth.llm.redact import safe_url, url_credentials_problem
 
 OFFLINE_BASE_URL = "http://synth-offline.invalid/v1"
 """The in-process offline model. `.invalid` never resolves, so this can never reach a network."""
 
 OFFLINE_MODEL = "synth-offline-1"
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a base URL (credentials in it, not http(s), no host, a bad port), or None.
+
+    Checked when the configuration is read, so a junk URL stops the run before it starts instead of
+    failing every call as an unreachable endpoint. The reason never repeats credentials."""
+    credentials = url_credentials_problem(url)
+    if credentials is not None:
+        return credentials
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        why, shown = "it contains whitespace or control characters", repr(safe_url(url))
+    else:
+        shown = safe_url(url) or "''"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            parts, port = None, -1
+        if parts is None or port == -1 or port == 0:
+            why = "its port is not a number from 1 to 65535"
+        elif parts.scheme.lower() not in ("http", "https"):
+            why = "it does not start with http:// or https://"
+        elif not parts.hostname:
+            why = "it names no host"
+        else:
+            return None
+    return f"{shown}: not a usable base URL ({why}); expected http(s)://host[:port]/v1"
 
 
 class EndpointConfig(BaseModel):
@@ -33,8 +62,8 @@ class EndpointConfig(BaseModel):
 
     @field_validator("base_url")
     @classmethod
-    def _no_credentials(cls, url: str) -> str:
-        problem = url_credentials_problem(url)
+    def _usable(cls, url: str) -> str:
+        problem = base_url_problem(url)
         if problem is not None:
             raise ValueError(problem)
         return url
@@ -84,8 +113,14 @@ def _openai_compatible(env: Mapping[str, str]) -> EndpointConfig:
     )
 
 
-_BASE_URL_VARIABLES = ("MOONSHOT_BASE_URL", "VLLM_BASE_URL", "SGLANG_BASE_URL", "OPENAI_BASE_URL")
-"""The variables presets read base URLs from: checked before a preset is built, so the error names them."""
+_BASE_URL_VARIABLE = {
+    "kimi-k2": "MOONSHOT_BASE_URL",
+    "vllm": "VLLM_BASE_URL",
+    "sglang": "SGLANG_BASE_URL",
+    "openai": "OPENAI_BASE_URL",
+}
+"""The variable each preset reads its base URL from: checked before the preset is built, so the
+error names it (and a variable only another preset reads is none of this run's business)."""
 
 PRESETS: Mapping[str, Callable[[Mapping[str, str]], EndpointConfig]] = {
     "offline": _offline,
@@ -99,13 +134,15 @@ PRESETS: Mapping[str, Callable[[Mapping[str, str]], EndpointConfig]] = {
 def preset_endpoint(name: str, env: Mapping[str, str]) -> EndpointConfig:
     """The endpoint a preset names, reading base URLs from `env` where the preset allows it.
 
-    A base URL with credentials (from a *_BASE_URL variable) is a ValueError saying so."""
+    A base URL from the preset's *_BASE_URL variable that cannot be used (credentials in it, junk)
+    is a ValueError naming the variable."""
     try:
         build = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
-    for variable in _BASE_URL_VARIABLES:
-        problem = url_credentials_problem(env.get(variable, ""))
+    variable = _BASE_URL_VARIABLE.get(name)
+    if variable is not None and variable in env:
+        problem = base_url_problem(env[variable])
         if problem is not None:
             raise ValueError(f"{variable}: {problem}")
     return build(env)
