@@ -37,7 +37,11 @@ class EndpointRejected(ModelCallError):
 
 
 class RetriesExhausted(ModelCallError):
-    """429, 5xx, timeouts, dropped connections or unusable responses outlasted the retry budget."""
+    """429, 5xx, timeouts, dropped connections or unusable responses outlasted the retry budget.
+
+    Unusable: bytes that are not HTTP, a 200 that is not a readable chat completion (an HTML page,
+    JSON of the wrong shape). A timeout is the request's total deadline (`timeout_s` for connect,
+    headers and body together). The message names what went wrong last, in the client's words."""
 
     trips_breaker = True
 
