@@ -20,18 +20,12 @@ and a configured key is never kept in an answer either.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import os
 import random
-import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
-import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
@@ -44,6 +38,14 @@ from synth.llm.limiter import AdaptiveLimiter
 from synth.llm.presets import OFFLINE_BASE_URL, EndpointConfig
 from synth.llm.pricing import PriceTable, default_price_table
 from synth.llm.redact import Redactor
+from synth.llm.transport import (
+    InProcessTransport,
+    UnusableAnswer,
+    error_message,
+    garbage_problem,
+    retry_after_delay,
+    transport_problem,
+)
 from synth.records import FunctionCall, Message, Role, ToolCall, Usage
 
 T = TypeVar("T", bound=BaseModel)
@@ -58,11 +60,6 @@ class ChatResult:
     finish_reason: str
     usage: Usage
     model: str
-
-
-class _UnusableAnswer(Exception):
-    """The endpoint answered, but nothing readable: retried like a 5xx. The text says what was wrong
-    and holds none of what the server sent."""
 
 
 @dataclass
@@ -112,7 +109,7 @@ class ChatClient:
             if app is None and config.base_url == OFFLINE_BASE_URL:
                 raise ModelCallError(role, "the offline model was not mounted; build the client with apps=")
             http_client = (
-                openai.DefaultAsyncHttpxClient(transport=_InProcessTransport(app=app))
+                openai.DefaultAsyncHttpxClient(transport=InProcessTransport(app=app))
                 if app is not None
                 else openai.DefaultAioHttpClient()
             )
@@ -192,13 +189,13 @@ class ChatClient:
                 if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
                     rejection = self.redact(self._rejection(config, status, exc))
                     rejected = EndpointRejected(role, rejection, usage=Usage(retries=attempt), status=status)
-                delay = _retry_after(exc.response.headers) if status == 429 else None
+                delay = retry_after_delay(exc.response.headers) if status == 429 else None
                 problem = f"HTTP {status}"
             except TimeoutError:
                 delay, problem = None, f"timed out after {config.timeout_s:g}s"
             except openai.APIConnectionError as exc:  # APITimeoutError among them
-                delay, problem = None, _transport_problem(exc, config.timeout_s)
-            except _UnusableAnswer as exc:
+                delay, problem = None, transport_problem(exc, config.timeout_s)
+            except UnusableAnswer as exc:
                 delay, problem = None, str(exc)
             # Raised here, after the handler, so no SDK error rides along as __context__: it holds the
             # request (the Authorization header) and the server's body (perhaps echoing it).
@@ -214,7 +211,7 @@ class ChatClient:
         raise AssertionError("unreachable")
 
     async def _send(self, endpoint: _Endpoint, config: EndpointConfig, request: dict[str, Any]) -> Any:
-        """One readable chat completion (else `_UnusableAnswer`), inside the endpoint's adaptive
+        """One readable chat completion (else `UnusableAnswer`), inside the endpoint's adaptive
         limit, telling it how the request went.
 
         The whole request (connect, headers, body) has `timeout_s`: the deadline cancels the
@@ -243,10 +240,10 @@ class ChatClient:
                 # plain JSON built above: whatever they raise besides the SDK's own errors (aiohttp's
                 # "bad status line", a JSON decode error on a body labelled JSON, ...) is the server
                 # answering garbage. Only its kind is kept: its text quotes what the server sent.
-                raise _UnusableAnswer(_garbage(exc)) from None
+                raise UnusableAnswer(garbage_problem(exc)) from None
             problem = answer_problem(response)
             if problem is not None:
-                raise _UnusableAnswer(problem)  # not a success: the limit grows on answers only
+                raise UnusableAnswer(problem)  # not a success: the limit grows on answers only
             endpoint.gate.on_success(ticket)
             return response
 
@@ -264,7 +261,7 @@ class ChatClient:
             return f"{what}: the API key was refused or missing; set {variable} to a valid key"
         if status == 404:
             return f"{what}: check the base URL and that model {config.model!r} exists (GET /v1/models)"
-        detail = _error_message(exc)
+        detail = error_message(exc)
         return f"{what}: {detail}" if detail else what
 
     def _result(self, role: Role, config: EndpointConfig, response: Any, retries: int) -> ChatResult:
@@ -377,22 +374,6 @@ class ChatClient:
         )
 
 
-class _InProcessTransport(httpx2.ASGITransport):
-    """An in-process app behaves as it would over a socket: an answer slower than the read timeout
-    times out, and an app that cuts the connection (raises ConnectionError) is a network error. The
-    SDK reports these as APITimeoutError / APIConnectionError, so the call is retried."""
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        read_timeout = (request.extensions.get("timeout") or {}).get("read")
-        try:
-            async with asyncio.timeout(read_timeout):
-                return await super().handle_async_request(request)
-        except TimeoutError as exc:
-            raise httpx2.ReadTimeout(f"no answer within {read_timeout}s", request=request) from exc
-        except ConnectionError as exc:
-            raise httpx2.ReadError(f"connection dropped: {exc}", request=request) from exc
-
-
 def _with_instruction(messages: list[Message], instruction: str) -> list[Message]:
     if messages and messages[0].role == "system":
         first = messages[0]
@@ -413,60 +394,3 @@ def _short(exc: Exception) -> str:
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:5]
         )
     return str(exc)[:300]
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)  # NaN and negatives end as 0, inf is capped by the caller
-        except ValueError:
-            pass
-        if scale == 1.0:
-            try:
-                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-            except (ValueError, TypeError, OverflowError):
-                return None  # a header that is neither seconds nor an HTTP date: back off as usual
-    return None
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return ""
-
-
-def _transport_problem(exc: openai.APIConnectionError, timeout_s: float) -> str:
-    """Why the request got no answer, from the root of the exception chain: the aiohttp transport
-    maps every connection error (a refused connection, a server hanging up) to a *timeout*, which
-    would send a user looking in the wrong place."""
-    chain: list[BaseException] = [exc]
-    while chain[-1].__cause__ is not None:
-        chain.append(chain[-1].__cause__)
-    root = chain[-1]
-    if isinstance(root, TimeoutError | aiohttp.ServerTimeoutError | httpx2.TimeoutException):
-        return f"timed out after {timeout_s:g}s"
-    if any(isinstance(link, httpx2.DecodingError) for link in chain):
-        return "answered a body its Content-Encoding does not decode"
-    if isinstance(root, socket.gaierror) or isinstance(getattr(root, "os_error", None), socket.gaierror):
-        return f"connection failed (cannot resolve the host: {getattr(root, 'strerror', None) or 'unknown name'})"
-    errno = getattr(root, "errno", None)
-    if isinstance(errno, int) and errno > 0:  # the OS's words, never the server's
-        return f"connection failed ({os.strerror(errno).lower()})"
-    return f"connection failed ({type(root).__name__})"
-
-
-def _garbage(exc: Exception) -> str:
-    """What an exception from the transport says about the server's answer, in our words only."""
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"answered bytes that are not a valid HTTP response ({type(exc).__name__})"
-    if isinstance(exc, UnicodeError):
-        return "answered a body that is not text"
-    if isinstance(exc, ValueError):  # json.JSONDecodeError among them
-        return f"answered a body that is not valid JSON ({type(exc).__name__})"
-    return f"answered something the transport could not read ({type(exc).__name__})"
