@@ -322,6 +322,27 @@ def trickle_body(interval_s: float) -> Behaviour:
     return answer
 
 
+def flood_body(announce: int | None = None) -> Behaviour:
+    """A 200 whose body never ends, sent as fast as the client reads (chunked, or with a
+    Content-Length of `announce` bytes)."""
+    chunk = b" " * 65536
+
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> None:
+        if announce is None:
+            await _send(
+                writer, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            while True:
+                await _send(writer, b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        await _send(
+            writer, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % announce
+        )
+        while True:
+            await _send(writer, chunk)
+
+    return answer
+
+
 def close_mid_body() -> Behaviour:
     """Headers promising 1,000 bytes, 20 of them, then the connection closes."""
 

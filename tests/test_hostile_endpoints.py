@@ -27,6 +27,7 @@ from hostile_servers import (
     completion,
     echo_authorization,
     echo_in_answer,
+    flood_body,
     garbage_bytes,
     hang_up,
     html_200,
@@ -285,6 +286,27 @@ async def test_a_trickling_server_cannot_hold_a_call_past_its_deadline(
     assert server.requests == attempts
     assert client.concurrency()[server.base_url]["in_flight"] == 0
     # Every timed-out connection was closed, not parked in the pool with the server still writing.
+    assert await until(lambda: server.open_connections == 0)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [(flood_body(), "sent an answer of more than"), (flood_body(announce=10**12), "announced an answer of")],
+    ids=["endless chunked body", "a terabyte announced"],
+)
+async def test_an_endless_body_is_cut_at_the_size_cap_not_read_into_memory(
+    serve: Serve, make_client: MakeClient, behaviour: Behaviour, expected: str
+) -> None:
+    server = serve(behaviour)
+    client = hostile_client(make_client, server, timeout_s=60.0)
+
+    with pytest.raises(RetriesExhausted) as caught:
+        async with asyncio.timeout(30):  # the cap ends it, long before the deadline would
+            await client.chat("tool", HELLO, seed=1)
+
+    assert_reported(caught.value, server, KEYS[0], role="tool")
+    assert expected in str(caught.value)
+    assert server.requests == RETRIES + 1
     assert await until(lambda: server.open_connections == 0)
 
 

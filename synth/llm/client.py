@@ -41,6 +41,7 @@ from synth.llm.redact import Redactor
 from synth.llm.transport import (
     InProcessTransport,
     UnusableAnswer,
+    cap_answer_size,
     error_message,
     garbage_problem,
     retry_after_delay,
@@ -108,10 +109,11 @@ class ChatClient:
             app = self._apps.get(config.base_url)
             if app is None and config.base_url == OFFLINE_BASE_URL:
                 raise ModelCallError(role, "the offline model was not mounted; build the client with apps=")
+            hooks = {"response": [cap_answer_size]}
             http_client = (
-                openai.DefaultAsyncHttpxClient(transport=InProcessTransport(app=app))
+                openai.DefaultAsyncHttpxClient(transport=InProcessTransport(app=app), event_hooks=hooks)
                 if app is not None
-                else openai.DefaultAioHttpClient()
+                else openai.DefaultAioHttpClient(event_hooks=hooks)
             )
             sdk = openai.AsyncOpenAI(
                 base_url=config.base_url,
@@ -233,7 +235,7 @@ class ChatClient:
                 if exc.status_code == 429:
                     endpoint.gate.on_rate_limited(ticket)
                 raise
-            except (openai.OpenAIError, TimeoutError):
+            except (openai.OpenAIError, TimeoutError, UnusableAnswer):
                 raise
             except Exception as exc:
                 # Only the transport and the SDK's parsing run in here, on the server's bytes and the

@@ -13,7 +13,7 @@ import email.utils
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import httpx2
@@ -23,6 +23,36 @@ import openai
 class UnusableAnswer(Exception):
     """The endpoint answered, but nothing readable: retried like a 5xx. The text says what was wrong
     and holds none of what the server sent."""
+
+
+MAX_ANSWER_BYTES = 32 * 2**20
+"""The largest response body read. A chat completion is kilobytes (K2's longest answer well under one
+megabyte); a server streaming without end would otherwise fill memory until the deadline."""
+
+
+async def cap_answer_size(response: httpx2.Response) -> None:
+    """An httpx response hook: refuse a body announced or found to be over `MAX_ANSWER_BYTES`."""
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+        raise UnusableAnswer(f"announced an answer of {int(length):,} bytes (more than {MAX_ANSWER_BYTES:,})")
+    if isinstance(response.stream, httpx2.AsyncByteStream):  # always, in an async client
+        response.stream = _CappedStream(response.stream)
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    def __init__(self, inner: httpx2.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._inner:
+            seen += len(chunk)
+            if seen > MAX_ANSWER_BYTES:
+                raise UnusableAnswer(f"sent an answer of more than {MAX_ANSWER_BYTES:,} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class InProcessTransport(httpx2.ASGITransport):
