@@ -77,10 +77,16 @@ def generate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Generate tools, agents, tasks, trajectories and verdicts into a run folder."""
+    from synth.llm.presets import base_url_problem
     from synth.run_folder import RunFolderError, prepare_run_folder, read_run_info, resume_run_folder
     from synth.runners.driver import generate as run_generate
     from synth.store.location import RunLocation, copy_hint
 
+    # Checked here too, so the error names the flag once (not once per role it would override).
+    url_problem = base_url_problem(base_url) if base_url is not None else None
+    if url_problem is not None:
+        _fail(f"--base-url {url_problem}")
+        return
     flags: dict[str, Any] = {"preset": preset, "run.tasks": tasks, "run.seed": seed}
     for role in ("generator", "policy", "user", "tool", "judge"):
         flags[f"roles.{role}.base_url"] = base_url

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simulators.tool_simulator import OutcomeRates
 from synth.llm.offline.faults import FaultConfig
-from synth.llm.presets import PRESETS, EndpointConfig, preset_endpoint
+from synth.llm.presets import PRESETS, EndpointConfig, base_url_problem, preset_endpoint
 from synth.llm.pricing import Price
 from synth.records import ROLES, Role
 
@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 class RoleOverride(BaseModel):
     """Per-role changes to the preset's endpoint (e.g. a stronger judge)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # a base URL may hold credentials
 
     preset: str | None = None
     base_url: str | None = None
@@ -39,6 +39,15 @@ class RoleOverride(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
     max_backoff_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _usable(cls, url: str | None) -> str | None:
+        # Refused before anything is written: the config is recorded in run.json.
+        problem = base_url_problem(url) if url is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return url
 
 
 class RunConfig(BaseModel):
@@ -94,7 +103,8 @@ class RunConfig(BaseModel):
 class SynthConfig(BaseModel):
     """Everything a `synth generate` run needs; recorded in the run's run.json."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Errors never echo a value: a refused base URL may hold credentials (ConfigError shows msgs only).
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     preset: str = Field(default="offline", description=f"one of {', '.join(PRESETS)}")
     roles: dict[Role, RoleOverride] = Field(default_factory=dict)

@@ -6,26 +6,33 @@ connections) with capped exponential backoff and jitter, fail-fast on 400/401/40
 answers validated with pydantic and repaired by re-asking, K2 raw tool-call sections turned into
 real tool calls, and usage and cost per call. The SDK's own retries are off: the client must see
 every 429 and count every retry, which the SDK's internal loop hides.
+
+Against a hostile endpoint it promises: `chat`/`chat_json` raise nothing but a `ModelCallError`
+(cancellation aside). Bytes that are not HTTP, a 200 that is not a readable chat completion
+(`synth.llm.answer_shape`) and a connection cut mid-body are the server answering garbage: retried
+like a 5xx, then `RetriesExhausted`. Every request has a total deadline of `timeout_s` (connect,
+headers and body together; the transports' read timeouts restart on every byte, so a server
+trickling one byte a second would otherwise hold a call forever). Every error text is scrubbed of
+the configured keys and credential-shaped strings (`ChatClient.redact`, see `synth.llm.redact`),
+and a configured key is never kept in an answer either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import email.utils
 import json
 import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp
 
+from synth.llm.answer_shape import answer_problem
 from synth.llm.breaker import CircuitBreaker
 from synth.llm.errors import EndpointRejected, JsonAnswerError, ModelCallError, RetriesExhausted
 from synth.llm.families import build_request, shape_for
@@ -33,6 +40,16 @@ from synth.llm.k2 import has_raw_tool_calls, parse_raw_tool_calls
 from synth.llm.limiter import AdaptiveLimiter
 from synth.llm.presets import OFFLINE_BASE_URL, EndpointConfig
 from synth.llm.pricing import PriceTable, default_price_table
+from synth.llm.redact import Redactor
+from synth.llm.transport import (
+    InProcessTransport,
+    UnusableAnswer,
+    cap_answer_size,
+    error_message,
+    garbage_problem,
+    retry_after_delay,
+    transport_problem,
+)
 from synth.records import FunctionCall, Message, Role, ToolCall, Usage
 
 T = TypeVar("T", bound=BaseModel)
@@ -101,6 +118,9 @@ class ChatClient:
         self._shared: dict[tuple[str, str | None], _Endpoint] = {}
         self.totals: dict[Role, Usage] = {}
         self._json_instructions: dict[type[BaseModel], str] = {}
+        self.redact = Redactor.for_endpoints(self._configs.values(), env)
+        """Scrubs the configured keys and credential-shaped strings from a text: the client applies
+        it to every error it raises; apply it to any other text that records a failure."""
 
     def config(self, role: Role) -> EndpointConfig:
         return self._configs[role]
@@ -115,10 +135,11 @@ class ChatClient:
             app = self._apps.get(config.base_url)
             if app is None and config.base_url == OFFLINE_BASE_URL:
                 raise ModelCallError(role, "the offline model was not mounted; build the client with apps=")
+            hooks = {"response": [cap_answer_size]}
             http_client = (
-                openai.DefaultAsyncHttpxClient(transport=_InProcessTransport(app=app))
+                openai.DefaultAsyncHttpxClient(transport=InProcessTransport(app=app), event_hooks=hooks)
                 if app is not None
-                else openai.DefaultAioHttpClient()
+                else openai.DefaultAioHttpClient(event_hooks=hooks)
             )
             sdk = openai.AsyncOpenAI(
                 base_url=config.base_url,
@@ -206,52 +227,75 @@ class ChatClient:
             raise
         endpoint.breaker.on_success()
         self.totals[role] = self.totals.get(role, Usage()).add(result.usage)
-        return result
+        return self._without_keys(result)
 
     async def _create(
         self, role: Role, endpoint: _Endpoint, config: EndpointConfig, request: dict[str, Any]
     ) -> tuple[Any, int]:
         for attempt in range(config.max_retries + 1):
+            rejected: EndpointRejected | None = None
             try:
                 return await self._send(endpoint, config, request), attempt
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in _FAIL_FAST or (400 <= status < 500 and status not in (408, 409, 429)):
-                    raise EndpointRejected(
-                        role, self._rejection(config, status, exc), usage=Usage(retries=attempt), status=status
-                    ) from None
-                delay = _retry_after(exc.response.headers) if status == 429 else None
+                    rejection = self.redact(self._rejection(config, status, exc))
+                    rejected = EndpointRejected(role, rejection, usage=Usage(retries=attempt), status=status)
+                delay = retry_after_delay(exc.response.headers) if status == 429 else None
                 problem = f"HTTP {status}"
-            except openai.APITimeoutError:
+            except TimeoutError:
                 delay, problem = None, f"timed out after {config.timeout_s:g}s"
-            except openai.APIConnectionError as exc:
-                delay, problem = None, f"connection failed ({type(exc.__cause__ or exc).__name__})"
+            except openai.APIConnectionError as exc:  # APITimeoutError among them
+                delay, problem = None, transport_problem(exc, config.timeout_s)
+            except UnusableAnswer as exc:
+                delay, problem = None, str(exc)
+            # Raised here, after the handler, so no SDK error rides along as __context__: it holds the
+            # request (the Authorization header) and the server's body (perhaps echoing it).
+            if rejected is not None:
+                raise rejected
             if attempt == config.max_retries:
                 raise RetriesExhausted(
                     role,
-                    f"{config.base_url}: {problem}, still failing after {config.max_retries} retries",
+                    self.redact(f"{config.base_url}: {problem}, still failing after {config.max_retries} retries"),
                     usage=Usage(retries=attempt),
                 )
             await asyncio.sleep(self._backoff(config, attempt, delay))
         raise AssertionError("unreachable")
 
     async def _send(self, endpoint: _Endpoint, config: EndpointConfig, request: dict[str, Any]) -> Any:
-        """One request inside the endpoint's adaptive limit, telling it how the request went."""
+        """One readable chat completion (else `UnusableAnswer`), inside the endpoint's adaptive
+        limit, telling it how the request went.
+
+        The whole request (connect, headers, body) has `timeout_s`: the deadline cancels the
+        transport, which closes the connection, and the slot is given back on the way out (also
+        when the caller is cancelled). Time spent waiting for a slot is not the endpoint's."""
         async with endpoint.gate as ticket:
             try:
-                # The request is already plain JSON, so it is posted as built: the SDK's per-call
-                # parameter transform (walking every message and tool schema) was half of a call's
-                # CPU (BENCHMARKS.md); the transport, errors and response parsing are the SDK's own.
-                response = await endpoint.sdk.post(
-                    "/chat/completions",
-                    body=request,
-                    cast_to=ChatCompletion,
-                    options={"timeout": config.timeout_s},
-                )
+                async with asyncio.timeout(config.timeout_s):
+                    # The request is already plain JSON, so it is posted as built: the SDK's per-call
+                    # parameter transform (walking every message and tool schema) was half of a call's
+                    # CPU (BENCHMARKS.md); the transport, errors and response parsing are the SDK's own.
+                    response = await endpoint.sdk.post(
+                        "/chat/completions",
+                        body=request,
+                        cast_to=ChatCompletion,
+                        options={"timeout": config.timeout_s},
+                    )
             except openai.APIStatusError as exc:
                 if exc.status_code == 429:
                     endpoint.gate.on_rate_limited(ticket)
                 raise
+            except (openai.OpenAIError, TimeoutError, UnusableAnswer):
+                raise
+            except Exception as exc:
+                # Only the transport and the SDK's parsing run in here, on the server's bytes and the
+                # plain JSON built above: whatever they raise besides the SDK's own errors (aiohttp's
+                # "bad status line", a JSON decode error on a body labelled JSON, ...) is the server
+                # answering garbage. Only its kind is kept: its text quotes what the server sent.
+                raise UnusableAnswer(garbage_problem(exc)) from None
+            problem = answer_problem(response)
+            if problem is not None:
+                raise UnusableAnswer(problem)  # not a success: the limit grows on answers only
             endpoint.gate.on_success(ticket)
             return response
 
@@ -269,12 +313,11 @@ class ChatClient:
             return f"{what}: the API key was refused or missing; set {variable} to a valid key"
         if status == 404:
             return f"{what}: check the base URL and that model {config.model!r} exists (GET /v1/models)"
-        detail = _error_message(exc)
+        detail = error_message(exc)
         return f"{what}: {detail}" if detail else what
 
     def _result(self, role: Role, config: EndpointConfig, response: Any, retries: int) -> ChatResult:
-        if not response.choices:
-            raise ModelCallError(role, f"{config.base_url} returned no choices")
+        # `response` passed `answer_problem` in `_send`: every field read here has its type.
         choice = response.choices[0]
         raw = choice.message
         extra = raw.model_extra or {}
@@ -301,6 +344,31 @@ class ChatClient:
             usage=self._usage(model, response.usage, retries, message.reasoning_content),
             model=model,
         )
+
+    def _without_keys(self, result: ChatResult) -> ChatResult:
+        """The answer with any configured key replaced: an endpoint that echoes the request into its
+        answer must not get the key into a dataset."""
+        message = result.message
+        texts = [message.content or "", message.reasoning_content or ""]
+        texts += [call.function.arguments for call in message.tool_calls]
+        if not any(self.redact.contains_secret(text) for text in texts):
+            return result
+        scrub = self.redact.scrub_secrets
+        cleaned = message.model_copy(
+            update={
+                "content": None if message.content is None else scrub(message.content),
+                "reasoning_content": None if message.reasoning_content is None else scrub(message.reasoning_content),
+                "tool_calls": [
+                    call.model_copy(
+                        update={
+                            "function": call.function.model_copy(update={"arguments": scrub(call.function.arguments)})
+                        }
+                    )
+                    for call in message.tool_calls
+                ],
+            }
+        )
+        return ChatResult(message=cleaned, finish_reason=result.finish_reason, usage=result.usage, model=result.model)
 
     def _usage(self, model: str, usage: Any, retries: int, reasoning: str | None = None) -> Usage:
         if usage is None:
@@ -360,24 +428,8 @@ class ChatClient:
                 ),
             ]
         raise JsonAnswerError(
-            role, f"no valid {answer_type.__name__} after {attempts} attempts: {problem}", usage=spent
+            role, self.redact(f"no valid {answer_type.__name__} after {attempts} attempts: {problem}"), usage=spent
         )
-
-
-class _InProcessTransport(httpx2.ASGITransport):
-    """An in-process app behaves as it would over a socket: an answer slower than the read timeout
-    times out, and an app that cuts the connection (raises ConnectionError) is a network error. The
-    SDK reports these as APITimeoutError / APIConnectionError, so the call is retried."""
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        read_timeout = (request.extensions.get("timeout") or {}).get("read")
-        try:
-            async with asyncio.timeout(read_timeout):
-                return await super().handle_async_request(request)
-        except TimeoutError as exc:
-            raise httpx2.ReadTimeout(f"no answer within {read_timeout}s", request=request) from exc
-        except ConnectionError as exc:
-            raise httpx2.ReadError(f"connection dropped: {exc}", request=request) from exc
 
 
 def _with_instruction(messages: list[Message], instruction: str) -> list[Message]:
@@ -417,26 +469,3 @@ def _reasoning_tokens(usage: Any, reasoning: str | None) -> tuple[int, bool]:
         return 0, False
     completion = int(usage.completion_tokens or 0)
     return min(completion, max(1, len(reasoning) // CHARS_PER_TOKEN)), True
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if scale == 1.0 else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
-    return None
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return ""

@@ -21,8 +21,13 @@ class ModelCallError(RuntimeError):
     def __init__(self, role: str, message: str, usage: Usage | None = None) -> None:
         super().__init__(f"[{role}] {message}")
         self.role = role
+        self.message = message
         self.usage = usage or Usage()
         """What the failed attempts cost (e.g. the invalid JSON answers before giving up)."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (Ray workers): rebuilt from their own fields, not `args`.
+        return (_rebuild, (type(self), self.role, self.message, self.usage, self.__dict__))
 
 
 class EndpointRejected(ModelCallError):
@@ -37,13 +42,26 @@ class EndpointRejected(ModelCallError):
 
 
 class RetriesExhausted(ModelCallError):
-    """429, 5xx, timeouts, dropped connections or unusable responses outlasted the retry budget."""
+    """429, 5xx, timeouts, dropped connections or unusable responses outlasted the retry budget.
+
+    Unusable: bytes that are not HTTP, a 200 that is not a readable chat completion (an HTML page,
+    JSON of the wrong shape). A timeout is the request's total deadline (`timeout_s` for connect,
+    headers and body together). The message names what went wrong last, in the client's words."""
 
     trips_breaker = True
 
 
 class JsonAnswerError(ModelCallError):
     """A JSON answer still invalid after the repair attempts."""
+
+
+def _rebuild(
+    kind: type[ModelCallError], role: str, message: str, usage: Usage, state: dict[str, object]
+) -> ModelCallError:
+    error = ModelCallError.__new__(kind)
+    ModelCallError.__init__(error, role, message, usage)
+    error.__dict__.update(state)
+    return error
 
 
 class EndpointDown(ModelCallError):

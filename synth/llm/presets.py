@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from synth.llm.redact import safe_url, url_credentials_problem
 
 OFFLINE_BASE_URL = "http://synth-offline.invalid/v1"
 """The in-process offline model. `.invalid` never resolves, so this can never reach a network."""
@@ -12,12 +15,41 @@ OFFLINE_BASE_URL = "http://synth-offline.invalid/v1"
 OFFLINE_MODEL = "synth-offline-1"
 
 
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a base URL (credentials in it, not http(s), no host, a bad port), or None.
+
+    Checked when the configuration is read, so a junk URL stops the run before it starts instead of
+    failing every call as an unreachable endpoint. The reason never repeats credentials."""
+    credentials = url_credentials_problem(url)
+    if credentials is not None:
+        return credentials
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        why, shown = "it contains whitespace or control characters", repr(safe_url(url))
+    else:
+        shown = safe_url(url) or "''"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            parts, port = None, -1
+        if parts is None or port == -1 or port == 0:
+            why = "its port is not a number from 1 to 65535"
+        elif parts.scheme.lower() not in ("http", "https"):
+            why = "it does not start with http:// or https://"
+        elif not parts.hostname:
+            why = "it names no host"
+        else:
+            return None
+    return f"{shown}: not a usable base URL ({why}); expected http(s)://host[:port]/v1"
+
+
 class EndpointConfig(BaseModel):
     """One OpenAI-compatible endpoint as a role uses it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A refused value is never echoed into the error: a base URL may hold credentials.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    base_url: str = Field(description="OpenAI-compatible base URL, ending in /v1")
+    base_url: str = Field(description="OpenAI-compatible base URL, ending in /v1; never with credentials")
     model: str = Field(description="model id as the endpoint's GET /v1/models lists it")
     api_key_env: str | None = Field(default=None, description="environment variable holding the key")
     key_required: bool = Field(default=False, description="fail before the run when the key is missing")
@@ -34,6 +66,14 @@ class EndpointConfig(BaseModel):
     max_retries: int = Field(default=6, ge=0, description="for 429, 5xx, timeouts, dropped connections")
     max_backoff_s: float = Field(default=30.0, gt=0, description="cap of one backoff sleep")
     json_repair_attempts: int = Field(default=2, ge=0, description="re-asks after an invalid JSON answer")
+
+    @field_validator("base_url")
+    @classmethod
+    def _usable(cls, url: str) -> str:
+        problem = base_url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
 
     @property
     def is_offline(self) -> bool:
@@ -86,6 +126,15 @@ def _openai_compatible(env: Mapping[str, str]) -> EndpointConfig:
     )
 
 
+_BASE_URL_VARIABLE = {
+    "kimi-k2": "MOONSHOT_BASE_URL",
+    "vllm": "VLLM_BASE_URL",
+    "sglang": "SGLANG_BASE_URL",
+    "openai": "OPENAI_BASE_URL",
+}
+"""The variable each preset reads its base URL from: checked before the preset is built, so the
+error names it (and a variable only another preset reads is none of this run's business)."""
+
 PRESETS: Mapping[str, Callable[[Mapping[str, str]], EndpointConfig]] = {
     "offline": _offline,
     "kimi-k2": _kimi_k2,
@@ -96,8 +145,17 @@ PRESETS: Mapping[str, Callable[[Mapping[str, str]], EndpointConfig]] = {
 
 
 def preset_endpoint(name: str, env: Mapping[str, str]) -> EndpointConfig:
-    """The endpoint a preset names, reading base URLs from `env` where the preset allows it."""
+    """The endpoint a preset names, reading base URLs from `env` where the preset allows it.
+
+    A base URL from the preset's *_BASE_URL variable that cannot be used (credentials in it, junk)
+    is a ValueError naming the variable."""
     try:
-        return PRESETS[name](env)
+        build = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+    variable = _BASE_URL_VARIABLE.get(name)
+    if variable is not None and variable in env:
+        problem = base_url_problem(env[variable])
+        if problem is not None:
+            raise ValueError(f"{variable}: {problem}")
+    return build(env)

@@ -41,7 +41,7 @@ class Context:
                 id=content_id(stage, item_id, reason, prefix="fail-"),
                 stage=stage,  # type: ignore[arg-type]
                 item_id=item_id,
-                reason=reason[:500],
+                reason=self.client.redact(reason)[:500],  # no key reaches a record, whatever the text
                 at=datetime.now(UTC),
                 cause=cause,  # type: ignore[arg-type]
             )
