@@ -16,8 +16,13 @@ shared by a cluster is such a ceiling, leased from the run's coordinator (`synth
 and may be 0 for a while. The limiter also keeps the time integral of its in-flight count
 (`busy_seconds`), so a run can report how full it kept the endpoint.
 
-Waiters are served first come, first served: a freed slot (or a raised limit) is handed straight
-to the oldest waiter, so a newcomer cannot overtake. Lowering the limit cancels nothing: requests
+Waiters are served in order of the calls their chain has made so far, then first come, first
+served: a freed slot (or a raised limit) is handed straight to the waiter whose chain has made the
+fewest calls (`count_calls_in_this_task` makes an episode's task a chain; a task that never said so
+counts as a chain of its own with no calls made). Serving the least advanced chains first keeps the
+chains of a run level, so they end together rather than in a long tail of a few late starters
+with the endpoint idle around them (the run's busy share; `bench/busy_share.py`). Within a level
+no newcomer overtakes. Lowering the limit cancels nothing: requests
 in flight finish, and no new one starts until the count has drained below the new limit.
 Pure asyncio, one event loop, no threads and no state outside the instance.
 """
@@ -25,11 +30,20 @@ Pure asyncio, one event loop, no threads and no state outside the instance.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
+import heapq
+import itertools
 import time
-from collections import deque
 from types import TracebackType
+
+_CALLS_MADE: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("synth_calls_made", default=None)
+"""The calls made so far by the chain (an episode's task) the current task belongs to."""
+
+
+def count_calls_in_this_task() -> None:
+    """Make the current task (and the tasks it starts) one chain whose calls are counted: its later
+    requests wait behind those of chains that have made fewer."""
+    _CALLS_MADE.set([0])
 
 
 class AdaptiveLimiter:
@@ -57,7 +71,9 @@ class AdaptiveLimiter:
         self._limit = start
         self._increase_every = increase_every
         self._in_flight = 0
-        self._waiters: deque[asyncio.Future[int]] = deque()
+        self._waiters: list[tuple[int, int, asyncio.Future[int]]] = []  # a heap: (calls made, arrival, waiter)
+        self._arrivals = itertools.count()
+        self._queued = 0  # live waiters in the heap (cancelled ones stay until reached)
         self._next_ticket = 0  # the ticket the next granted slot gets
         self._window_start = 0  # the first ticket granted since the last decrease
         self._successes = 0  # in the current window, since the last step up
@@ -95,7 +111,7 @@ class AdaptiveLimiter:
     @property
     def waiting(self) -> int:
         """Tasks queued for a slot."""
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        return self._queued
 
     @property
     def decreases(self) -> int:
@@ -163,21 +179,24 @@ class AdaptiveLimiter:
     # ------------------------------------------------------------------ slots
 
     async def acquire(self) -> int:
-        """Wait for a slot (first come, first served); returns the slot's ticket."""
-        if not self._waiters and self._in_flight < self._limit:
+        """Wait for a slot (fewest calls made first, then first come); returns the slot's ticket."""
+        calls = _CALLS_MADE.get()
+        if not self.waiting and self._in_flight < self._limit:
             ticket = self._grant()
         else:
             waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
+            heapq.heappush(self._waiters, (calls[0] if calls else 0, next(self._arrivals), waiter))
+            self._queued += 1
             try:
                 ticket = await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
                     self.release()  # the slot was handed over just as we were cancelled: pass it on
                 else:
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(waiter)
-                raise
+                    self._queued -= 1
+                raise  # otherwise the cancelled waiter stays in the heap and is skipped when reached
+        if calls:
+            calls[0] += 1
         self._task_ticket.set(ticket)
         return ticket
 
@@ -215,8 +234,9 @@ class AdaptiveLimiter:
 
     def _wake(self) -> None:
         while self._waiters and self._in_flight < self._limit:
-            waiter = self._waiters.popleft()
+            _, _, waiter = heapq.heappop(self._waiters)
             if not waiter.done():  # a cancelled waiter has left
+                self._queued -= 1
                 waiter.set_result(self._grant())
 
     # ------------------------------------------------------------------ feedback

@@ -9,8 +9,9 @@ worker reports, a few times a second, each endpoint's calls in flight, its deman
 waiting) and how often its limiter backed off for a 429; it gets back its lease. Leases follow
 demand (water-filling: no worker gets more than it asks while another waits, spare capacity is
 split evenly so a rising demand needs no round trip), and they never let the cluster pass the limit:
-a worker's calls stay below max(its lease, what it had in flight when it last reported) until it
-reports again, so granting only what that bound leaves free keeps the sum within the limit.
+a worker's calls stay below max(its last two leases, what it had in flight when it last reported)
+until it reports again (it reports, then applies the lease it got back), so granting only what
+those bounds leave free keeps the sum within the limit.
 
 **AIMD across workers.** A worker whose limiter halved on a 429 says so; the shared limit halves
 too, at most once per `backoff_window_s` (one burst of 429s is one congestion signal, as in the
@@ -44,6 +45,7 @@ class _SharedLimit:
     max_limit: int
     limit: int
     grants: dict[str, int] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)  # the grant before the last: what a worker surely holds
     loads: dict[str, EndpointLoad] = field(default_factory=dict)
     seen_decreases: dict[str, int] = field(default_factory=dict)
     seen_successes: dict[str, int] = field(default_factory=dict)
@@ -106,6 +108,7 @@ class Coordinator:
         for shared in self._limits.values():
             load = shared.loads.pop(worker, None)
             shared.grants.pop(worker, None)
+            shared.applied.pop(worker, None)
             if load is not None:
                 shared.busy_seconds += load.busy_seconds
         return len(lost)
@@ -146,10 +149,15 @@ class Coordinator:
         shared.loads[worker] = load
         demands = {name: item.in_flight + item.waiting for name, item in shared.loads.items()}
         target = water_fill(shared.limit, demands)[worker]
+        # A worker reports, then applies the grant it gets back: until its next report it may still
+        # be using its previous grant, so its bound is the larger of both and its calls in flight.
         others = sum(
-            max(shared.grants.get(name, 0), item.in_flight) for name, item in shared.loads.items() if name != worker
+            max(shared.grants.get(name, 0), shared.applied.get(name, 0), item.in_flight)
+            for name, item in shared.loads.items()
+            if name != worker
         )
         grant = max(0, min(target, shared.limit - others))
+        shared.applied[worker] = shared.grants.get(worker, 0)
         shared.grants[worker] = grant
         shared.peak_in_flight = max(shared.peak_in_flight, sum(item.in_flight for item in shared.loads.values()))
         return grant

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from simulators.environment import sandbox_toolsets
 from synth.config import RunConfig, SynthConfig
 from synth.llm.errors import ModelCallError
+from synth.llm.limiter import count_calls_in_this_task
 from synth.pipeline.agents import ToolPools, build_agent
 from synth.pipeline.context import Context
 from synth.pipeline.judge import judge
@@ -161,6 +162,7 @@ class OpenShard:
         """Agent (shared with the agent's other slots), task, rollout, judge; a failure is recorded
         against the item, never raised (cancellation aside). `turn` is the worker's slot count: held
         while the slot works, not while it waits for another slot to build its agent."""
+        count_calls_in_this_task()  # the endpoints serve the least advanced chains first
         agent = await self._agent(slot // self.ctx.run.tasks_per_agent, turn)
         if agent is None:
             return  # build_agent recorded why
