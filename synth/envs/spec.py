@@ -94,7 +94,7 @@ class EpisodeSpec(BaseModel):
             agent = AgentSpec(
                 id=row["agent_id"],
                 name=row.get("agent_name") or row["agent_id"],
-                system_prompt=row.get("system_prompt") or "",
+                system_prompt=row.get("system_prompt") or _system_prompt(row["prompt"]),
                 tool_ids=[tool.id for tool in tools],
                 sandbox=row.get("sandbox") or None,
             )
@@ -123,6 +123,13 @@ def _json(value: Any) -> Any:
 def _tool_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     # The store keeps JSON-Schema fields as JSON text inside the struct.
     return {key: _json(value) if key in ("parameters", "returns") else value for key, value in spec.items()}
+
+
+def _system_prompt(prompt: Any) -> str:
+    """The agent's system prompt from an exported `prompt` list ("" when it has none)."""
+    if isinstance(prompt, str):
+        return ""
+    return next((str(m.get("content") or "") for m in prompt or [] if m.get("role") == "system"), "")
 
 
 def _first_user(prompt: Any) -> str:

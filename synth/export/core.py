@@ -72,12 +72,9 @@ _SFT_ALL = """WITH sft AS (
 _SFT_SELECT = """SELECT s.trajectory_id, s.task_id, s.rubric_kind, s.score, {accepted} AS accepted, s.messages, s.tools
 FROM ({filtered}
 ) AS s"""
-_RL_SELECT = """SELECT r.task_id, r.trajectory_id, a.system_prompt, r.prompt, r.tools, r.environment, a.sandbox,
-       k.expected_actions, r.rubric, r.reward, r.accepted
+_RL_SELECT = """SELECT r.*
 FROM ({filtered}
-) AS r
-JOIN tasks AS k ON k.id = r.task_id
-LEFT JOIN agents AS a ON a.id = k.agent_id"""
+) AS r"""
 
 
 def export_run(
