@@ -59,7 +59,7 @@ def episode_settings(run_info: dict[str, Any] | None) -> dict[str, Any] | None:
     """The `synth.envs.EpisodeSettings` fields of a run, from its run.json; None when unknown."""
     config = run_info.get("config") if isinstance(run_info, dict) else None
     run = config.get("run") if isinstance(config, dict) else None
-    if not isinstance(run, dict) or not isinstance(run.get("seed"), int):
+    if not isinstance(config, dict) or not isinstance(run, dict) or not isinstance(run.get("seed"), int):
         return None
     settings = {
         key: run[key] for key in ("seed", "max_turns", "max_tool_calls", "max_tokens", "judge_samples") if key in run
