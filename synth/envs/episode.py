@@ -187,6 +187,15 @@ class ToolUseEnv:
             return await self._finish("max_turns", observations)
         return StepResult(observations)
 
+    async def end(self, reason: StopReason = "max_turns") -> StepResult:
+        """End the episode where it stands, for a trainer that stops it (its token or turn budget);
+        a no-op on an episode that already ended."""
+        if self.done:
+            return StepResult([], True, self.stop_reason)
+        if self._backend is None:
+            raise EpisodeOver("the episode was never reset: call reset() first")
+        return await self._finish(reason)
+
     async def _finish(self, reason: StopReason, observations: list[Message] | None = None) -> StepResult:
         self.stop_reason = reason
         self._trajectory = await self._record()
