@@ -237,7 +237,7 @@ def stats(
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
-    format: Annotated[str, typer.Option("--format", help="openai | hf | sharegpt | rl")],
+    format: Annotated[str, typer.Option("--format", help="openai|hf|sharegpt|rl|verl|skyrl|trl|verifiers")],
     to: Annotated[Path, typer.Option("--to", help="file to write (JSONL: openai, sharegpt; Parquet: hf, rl)")],
     min_score: Annotated[float | None, typer.Option("--min-score", help="keep verdict scores >= X")] = None,
     where: Annotated[
@@ -254,7 +254,8 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Export a run as training data: OpenAI fine-tuning JSONL, HF/TRL Parquet, ShareGPT or the RL table."""
+    """Export a run as training data: OpenAI fine-tuning JSONL, HF/TRL Parquet, ShareGPT, the RL table, or
+    RL trainers' rows (verl, SkyRL, TRL, verifiers) whose episodes synth.envs steps again."""
     import duckdb
 
     from synth.export import ExportError, export_run
@@ -278,6 +279,8 @@ def export(
         _fail(f"export failed, nothing written: {exc}", code=1)
         return
     typer.echo(f"wrote {result.rows} rows ({result.format}) to {result.path}")
+    for extra in result.extra_files:
+        typer.echo(f"wrote {extra}")
 
 
 @app.command()

@@ -25,6 +25,7 @@ from synth.export.openai_chat import openai_example
 from synth.export.rl import RL_SCHEMA, rl_example
 from synth.export.sharegpt import sharegpt_example
 from synth.export.sinks import JsonLinesSink, ParquetSink, Sink, atomic_target
+from synth.export.trainers import skyrl_example, trl_example, verifiers_example, verl_example, write_verl_configs
 from synth.export.where import UnsafeWhere, filter_statement
 from synth.store import open_catalog, require_run
 
@@ -50,6 +51,10 @@ FORMATS: dict[str, ExportFormat] = {
     "hf": ExportFormat("hf", "sft", "parquet", hf_example, HF_SCHEMA),
     "sharegpt": ExportFormat("sharegpt", "sft", "jsonl", sharegpt_example),
     "rl": ExportFormat("rl", "rl", "parquet", rl_example, RL_SCHEMA),
+    "verl": ExportFormat("verl", "rl", "jsonl", verl_example),
+    "skyrl": ExportFormat("skyrl", "rl", "jsonl", skyrl_example),
+    "trl": ExportFormat("trl", "rl", "jsonl", trl_example),
+    "verifiers": ExportFormat("verifiers", "rl", "jsonl", verifiers_example),
 }
 
 
@@ -58,6 +63,8 @@ class ExportResult:
     path: Path
     format: str
     rows: int
+    extra_files: tuple[Path, ...] = ()
+    """Files written beside the rows (verl's tool and interaction configs)."""
 
 
 # Every judged trajectory as sft-shaped rows (the `sft` view holds the accepted ones only); it shadows
@@ -72,12 +79,9 @@ _SFT_ALL = """WITH sft AS (
 _SFT_SELECT = """SELECT s.trajectory_id, s.task_id, s.rubric_kind, s.score, {accepted} AS accepted, s.messages, s.tools
 FROM ({filtered}
 ) AS s"""
-_RL_SELECT = """SELECT r.task_id, r.trajectory_id, a.system_prompt, r.prompt, r.tools, r.environment, a.sandbox,
-       k.expected_actions, r.rubric, r.reward, r.accepted
+_RL_SELECT = """SELECT r.*
 FROM ({filtered}
-) AS r
-JOIN tasks AS k ON k.id = r.task_id
-LEFT JOIN agents AS a ON a.id = k.agent_id"""
+) AS r"""
 
 
 def export_run(
@@ -115,9 +119,14 @@ def export_run(
     try:
         reader = _reader(con, query, params, rows, where)
         written = _write(spec, reader, target, convert)
+        extra: list[Path] = []
+        if spec.name == "verl":
+            relation = con.sql(f"SELECT DISTINCT tools FROM ({query})", params=params or None)
+            assert relation is not None
+            extra = write_verl_configs(target, [tools for (tools,) in relation.fetchall()])
     finally:
         con.close()
-    return ExportResult(target, spec.name, written)
+    return ExportResult(target, spec.name, written, tuple(extra))
 
 
 def _format(name: str) -> ExportFormat:

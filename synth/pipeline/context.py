@@ -15,6 +15,12 @@ from synth.llm.errors import JsonAnswerError, ModelCallError
 from synth.records import Failure, Persona, content_id
 
 
+def derive_seed(run_seed: int, *parts: object) -> int:
+    """A call seed derived from the run seed and the item (a replayed episode derives the same)."""
+    digest = hashlib.sha256(repr((run_seed, *parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 @dataclass
 class Context:
     client: ChatClient
@@ -31,8 +37,7 @@ class Context:
 
     def seed_for(self, *parts: object) -> int:
         """A call seed derived from the run seed and the item, so reruns ask the same questions."""
-        digest = hashlib.sha256(repr((self.run.seed, *parts)).encode()).digest()
-        return int.from_bytes(digest[:4], "big")
+        return derive_seed(self.run.seed, *parts)
 
     def fail(self, stage: str, item_id: str, reason: str, cause: str = "item") -> None:
         """Record an item a stage could not produce; the funnel counts it."""

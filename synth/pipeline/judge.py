@@ -7,11 +7,13 @@ not exist, or keeps arguments that violate the schema, is rejected whatever the 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.arguments import argument_problem
+from synth.llm.client import ChatClient
 from synth.pipeline.context import Context
 from synth.records import CheckResult, CriterionScore, Message, Task, Trajectory, Usage, Verdict
 
@@ -96,6 +98,14 @@ def objective_checks(trajectory: Trajectory, task: Task) -> list[CheckResult]:
 
 
 async def judge(trajectory: Trajectory, task: Task, ctx: Context) -> Verdict:
+    return await judge_with(trajectory, task, ctx.client, samples=ctx.run.judge_samples, seed_for=ctx.seed_for)
+
+
+async def judge_with(
+    trajectory: Trajectory, task: Task, client: ChatClient, *, samples: int, seed_for: Callable[..., int]
+) -> Verdict:
+    """The verdict from the objective checks and `samples` judge answers; `seed_for` derives each
+    call's seed from the run seed (a replayed episode passes the same run seed, so the same seeds)."""
     checks = objective_checks(trajectory, task)
     reasons = [
         f"check failed: {c.name} ({c.detail})" if c.detail else f"check failed: {c.name}"
@@ -103,21 +113,21 @@ async def judge(trajectory: Trajectory, task: Task, ctx: Context) -> Verdict:
         if not c.passed
     ]
     spent = Usage()
-    samples: list[dict[str, CriterionScore]] = []
-    for sample in range(ctx.run.judge_samples):
+    answers: list[dict[str, CriterionScore]] = []
+    for sample in range(samples):
         # A failed call (ModelCallError) propagates: an unreachable judge is no verdict at all,
         # never a rejection with score 0 (which resume would then keep forever).
-        answer, usage = await ctx.client.chat_json(
+        answer, usage = await client.chat_json(
             "judge",
             _judge_messages(trajectory, task),
             JudgeAnswer,
-            seed=ctx.seed_for("judge", trajectory.id, sample),
+            seed=seed_for("judge", trajectory.id, sample),
         )
         spent = spent.add(usage)
-        samples.append(
+        answers.append(
             {s.name: CriterionScore(name=s.name, score=s.score, rationale=s.rationale) for s in answer.scores}
         )
-    scores, score = _combine(task, samples, reasons)
+    scores, score = _combine(task, answers, reasons)
     threshold = task.rubric.pass_threshold
     if score < threshold:
         reasons.append(f"rubric score {score:.2f} below threshold {threshold:.2f}")
@@ -131,9 +141,21 @@ async def judge(trajectory: Trajectory, task: Task, ctx: Context) -> Verdict:
         score=score,
         accepted=accepted,
         reasons=reasons,
-        judge_model=ctx.client.config("judge").model,
+        judge_model=client.config("judge").model,
         judge_usage=spent,
     )
+
+
+def reward(verdict: Verdict) -> float:
+    """The RL reward of a verdict: the rubric score, scaled by the share of objective checks passed.
+
+    An accepted trajectory passed every check, so its reward is its score; a trajectory that skipped
+    a write (end state wrong) or called a tool that does not exist earns less than the same transcript
+    without that fault. The `rl` view computes the same figure in SQL (`synth.store.rl_view`)."""
+    passed = sum(check.passed for check in verdict.checks)
+    if passed == len(verdict.checks):  # also no checks at all; x * n / n is not always x in floats
+        return verdict.score
+    return verdict.score * passed / len(verdict.checks)
 
 
 def _combine(

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from synth.store.location import NotLocalError, local_run_path
 from synth.store.parquet import SHARD_GLOB, shard_paths
 from synth.store.readonly import read_only_statement
+from synth.store.rl_view import rl_view_sql
 from synth.store.schema import SCHEMA_VERSION, TABLES, schema_for
 
 RUN_FILE = "run.json"
@@ -28,14 +29,6 @@ SELECT t.id AS trajectory_id, t.task_id, v.rubric_kind, v.score, t.messages, {_O
 FROM trajectories AS t JOIN verdicts AS v ON v.trajectory_id = t.id
 WHERE v.accepted"""
 
-_RL = f"""CREATE VIEW rl AS
-SELECT v.trajectory_id, v.task_id, k.prompt, {_OPENAI_TOOLS} AS tools,
-       k.initial_state AS environment, to_json(k.rubric)::VARCHAR AS rubric,
-       v.score AS reward, v.accepted
-FROM verdicts AS v
-JOIN trajectories AS t ON t.id = v.trajectory_id
-JOIN tasks AS k ON k.id = v.task_id"""
-
 
 class NotARunError(ValueError):
     """The folder given is not a synth run (it has no run.json)."""
@@ -48,11 +41,12 @@ def open_catalog(run_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     try:
         # run.json is read once: a run begun with an older schema merges every table's shards.
-        current_schema = _begun_with_schema_version(run_dir) == SCHEMA_VERSION
+        info = _run_info(run_dir)
+        current_schema = (info or {}).get("schema_version") == SCHEMA_VERSION
         for table in TABLES:
             _table_view(con, run_dir, table, current_schema)
         con.execute(_SFT)
-        con.execute(_RL)
+        con.execute(rl_view_sql(_OPENAI_TOOLS, info))
         _harden(con, run_dir)
     except BaseException:
         con.close()
@@ -111,12 +105,12 @@ def _needs_union(shards: list[Path], table: str) -> bool:
     return not all(pq.read_schema(shard).equals(current) for shard in {shards[0], shards[-1]})
 
 
-def _begun_with_schema_version(run_dir: Path) -> object:
+def _run_info(run_dir: Path) -> dict[str, object] | None:
     try:
         info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None  # unreadable: take the safe, merging read
-    return info.get("schema_version") if isinstance(info, dict) else None
+        return None  # unreadable: take the safe, merging read (and no settings in the rl view)
+    return info if isinstance(info, dict) else None
 
 
 def _harden(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
