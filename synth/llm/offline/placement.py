@@ -17,11 +17,15 @@ from dataclasses import dataclass
 
 from synth.llm.offline.text import name_words, words
 
-STOPWORDS = frozenset(
-    ["a", "an", "and", "any", "are", "as", "at", "be", "by", "can", "for", "from", "get", "give", "given", "in", "into", "is", "it", "its", "list", "of", "on", "one", "or", "set", "that", "the", "their", "them", "this", "to", "use", "used", "using", "with", "without", "your", "you", "all", "new", "by", "via", "per", "id", "ids"]
+_FILLER = (
+    "a an and any are as at be by can for from get give given in into is it its list of on one or set that the "
+    "their them this to use used using with without your you all new via per id ids "
     # verbs and nouns every kind of tool has: they place nothing
-    + ["search", "find", "fetch", "read", "show", "view", "lookup", "look", "retrieve", "query", "check", "create", "add", "update", "edit", "change", "delete", "remove", "cancel", "send", "post", "put", "make", "write", "run", "execute", "start", "stop", "status", "info", "detail", "details", "data", "record", "item", "items", "name", "names", "type", "value", "values", "number", "result", "results", "current", "specific", "given", "based"]
+    "search find fetch read show view lookup look retrieve query check create add update edit change delete "
+    "remove cancel send post put make write run execute start stop status info detail details data record "
+    "item items name names type value values number result results current specific based"
 )
+STOPWORDS = frozenset(_FILLER.split())
 MIN_SCORE = 1.5
 
 
