@@ -13,7 +13,11 @@ class McpServerError(RuntimeError):
 
 
 class McpServerConfig(BaseModel):
-    """One live MCP server (`[run.mcp_servers.NAME]` in the config; `synth tools import --mcp-stdio/--mcp-url`)."""
+    """One live MCP server (`[run.mcp_servers.NAME]` in the config; `synth tools import --mcp-stdio/--mcp-url`).
+
+    Every episode opens its own session: a stdio server is a new process each time, so state kept in
+    its memory starts empty. State that outlives a session (an HTTP server, files, a database) is reset
+    by `reset_tool` or `reset_command` before the episode's first call."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -23,9 +27,6 @@ class McpServerConfig(BaseModel):
     cwd: str | None = Field(default=None, description="stdio: the working directory of the server")
     start_timeout_s: float = Field(default=30.0, gt=0, description="to start and initialize the session")
     call_timeout_s: float = Field(default=30.0, gt=0, description="per tool call; a late answer is a timeout error")
-    fresh_per_episode: bool = Field(
-        default=True, description="a new session (for stdio: a new server process) for every episode"
-    )
     reset_tool: str | None = Field(
         default=None, description="a tool called with {} before every episode to reset a stateful server"
     )

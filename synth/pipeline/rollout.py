@@ -1,4 +1,5 @@
-"""Stage 4: one episode between the simulated user, the policy model and the tool simulator.
+"""Stage 4: one episode between the simulated user, the policy model and the tools' environment
+(the tool simulator, a sandbox, or live MCP servers for the tools a run configures).
 
 Every episode ends with a stop reason and a full record. A model answer that cannot be used (bad
 argument JSON, an unknown tool) is answered with an error tool result and recorded, never a crash.
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulators.environment import Environment, SandboxEnvironment, SimulatedEnvironment
+from simulators.mcp_environment import live_or_simulated
 from synth.pipeline.context import Context
 from synth.records import (
     AgentSpec,
@@ -57,7 +59,9 @@ async def rollout(task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Cont
     environment: Environment = (
         await SandboxEnvironment.open(agent.sandbox, task)
         if agent.sandbox
-        else SimulatedEnvironment(ctx.tool_simulator(), task.initial_state)
+        else live_or_simulated(
+            tools, ctx.run.mcp_servers, task, SimulatedEnvironment(ctx.tool_simulator(), task.initial_state)
+        )
     )
     try:
         return await _episode(task, agent, tools, ctx, _Episode(ctx, task, environment), started)

@@ -1,5 +1,5 @@
 """A server listing many tools over several tools/list pages (MCPServer lists everything at once, so
-this one pages with its own cursor). Run: `python catalog.py COUNT [stdio|http PORT]`."""
+this one pages with its own cursor). Run: `python catalog.py COUNT` (stdio) or `python catalog.py COUNT http PORT`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def build(count: int) -> PagedServer:
 
 if __name__ == "__main__":
     catalog = build(int(sys.argv[1]))
-    if len(sys.argv) > 3 and sys.argv[2] == "http":
+    if len(sys.argv) > 3 and sys.argv[2] == "http":  # noqa: PLR2004
         catalog.run("streamable-http", host="127.0.0.1", port=int(sys.argv[3]))
     else:
         catalog.run()

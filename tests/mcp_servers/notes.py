@@ -1,6 +1,6 @@
 """A stateful notes server for the tests (MCP SDK 2.x `MCPServer`, the former FastMCP).
 
-Run: `python notes.py stdio` or `python notes.py http PORT`. State lives in the process, so a fresh
+Run: `python notes.py [--slow]` (stdio) or `python notes.py [--slow] http PORT`. State lives in the process, so a fresh
 process starts empty; `reset_notes` empties it for servers kept across episodes.
 """
 
@@ -46,7 +46,6 @@ def reset_notes() -> str:
     return "reset"
 
 
-@server.tool(annotations=ToolAnnotations(readOnlyHint=True))
 def slow_lookup(seconds: float) -> str:
     """Wait this many seconds, then answer (to test call time-outs)."""
     time.sleep(seconds)
@@ -54,7 +53,11 @@ def slow_lookup(seconds: float) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "http":
-        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    args = sys.argv[1:]
+    if "--slow" in args:  # only on request: a rollout's model would otherwise call it with any number
+        args.remove("--slow")
+        server.tool(annotations=ToolAnnotations(readOnlyHint=True))(slow_lookup)
+    if args and args[0] == "http":
+        server.run("streamable-http", host="127.0.0.1", port=int(args[1]))
     else:
         server.run()
