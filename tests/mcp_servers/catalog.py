@@ -41,7 +41,7 @@ def build(count: int) -> PagedServer:
 
 if __name__ == "__main__":
     catalog = build(int(sys.argv[1]))
-    if len(sys.argv) > 3 and sys.argv[2] == "http":  # noqa: PLR2004
+    if len(sys.argv) > 3 and sys.argv[2] == "http":
         catalog.run("streamable-http", host="127.0.0.1", port=int(sys.argv[3]))
     else:
         catalog.run()
