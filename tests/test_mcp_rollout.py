@@ -12,13 +12,12 @@ from typer.testing import CliRunner
 
 from synth.catalog import load_rubric_templates
 from synth.cli import app
-from synth.config import RunConfig
+from synth.config import RunConfig, load_config
 from synth.llm.scripted import Step
 from synth.mcp import McpServerConfig, parse_server
 from synth.pipeline.judge import judge, objective_checks
 from synth.pipeline.rollout import rollout
 from synth.records import AgentSpec, FunctionCall, Persona, Task, ToolCall, ToolSpec, Trajectory
-from synth.config import load_config
 from synth.run_folder import prepare_run_folder
 from synth.store import read_table, write_shard
 from synth.toolrepo.live import import_all
