@@ -59,7 +59,12 @@ def generate(
     base_url: Annotated[str | None, typer.Option(help="override every role's base URL")] = None,
     model: Annotated[str | None, typer.Option(help="override every role's model id")] = None,
     tools: Annotated[
-        Path | None, typer.Option("--tools", help="start from this tool repository (synth tools ...)")
+        list[Path] | None,
+        typer.Option(
+            "--tools",
+            help="start from this tool repository (synth tools ...); repeat it to pool several, e.g. generated "
+            "and imported tools, which then share domains",
+        ),
     ] = None,
     runner: Annotated[
         RunnerChoice, typer.Option(envvar="SYNTH_RUNNER", help="ray (local or --ray-address) or inline (debugging)")
@@ -103,7 +108,8 @@ def generate(
         # Keys are checked before the folder is made: a run that cannot start writes nothing.
         check_keys(settings.endpoints(os.environ), os.environ)
         check_models_served(settings.endpoints(os.environ), os.environ)
-        repository = _load_repository(tools) if tools is not None else None
+        # Pooled repositories: a tool in two of them (the same id) is offered once.
+        repository = list({s.id: s for folder in tools for s in _load_repository(folder)}.values()) if tools else None
         run_dir = resume_run_folder(location, settings) if resume else prepare_run_folder(location, settings)
     except (ConfigError, RunFolderError, ValueError) as exc:
         _fail(str(exc))

@@ -10,11 +10,15 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from synth.config import ConfigError, check_keys, load_config
+from synth.config import ConfigError, SynthConfig, check_keys, load_config
+from synth.records import ToolSpec
+
+if TYPE_CHECKING:
+    from synth.pipeline.placement import PlacementSummary
 
 tools_app = typer.Typer(no_args_is_help=True, help="Build, import, validate and deduplicate tool specs.")
 
@@ -61,28 +65,71 @@ def generate_tools(
 
 @tools_app.command("import")
 def import_tools(
-    paths: Annotated[list[Path], typer.Argument(help="spec files or folders (MCP, OpenAI tools, bare dicts)")],
     out: Annotated[Path, typer.Option("--out", help="repository folder to create (new or empty)")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="spec files or folders (MCP, OpenAI tools, bare dicts)")
+    ] = None,
+    mcp_stdio: Annotated[
+        list[str] | None,
+        typer.Option("--mcp-stdio", help="a live MCP server's command line, e.g. 'python server.py' (repeatable)"),
+    ] = None,
+    mcp_url: Annotated[
+        list[str] | None,
+        typer.Option("--mcp-url", help="a live MCP server's streamable HTTP URL, e.g. http://host:8000/mcp"),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds a live server may take to start and to answer", min=0.1)] = 30,
+    place: Annotated[
+        bool, typer.Option("--place/--no-place", help="place every tool in the taxonomy (the generator role)")
+    ] = True,
+    preset: Annotated[str | None, typer.Option(help="the generator's endpoint preset for --place")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file (the generator role)")] = None,
 ) -> None:
-    """Import real tool specs, normalising their quirks; every rejected item is reported."""
+    """Import real tool specs from files and live MCP servers, normalising their quirks and placing them in
+    the taxonomy; every rejected item is reported. A server that fails is one line, and nothing is written."""
+    from synth.mcp import McpServerError, parse_server
     from synth.run_folder import RunFolderError, prepare_run_folder
     from synth.store import write_shard
-    from synth.toolrepo import SpecFileError, import_specs
+    from synth.toolrepo import SpecFileError
+    from synth.toolrepo.live import import_all
 
-    try:
-        report = import_specs(paths)
-    except SpecFileError as exc:
-        _fail(str(exc))  # nothing has been written yet
+    if not paths and not mcp_stdio and not mcp_url:
+        _fail("nothing to import: give spec files or folders, --mcp-stdio COMMAND or --mcp-url URL")
         return
     try:
-        repo = prepare_run_folder(out, load_config(None, {}, {}))
-    except (RunFolderError, ConfigError) as exc:
-        _fail(str(exc))
+        settings = load_config(config, os.environ, {"preset": preset})
+        servers = [parse_server(command=c, start_timeout_s=timeout, call_timeout_s=timeout) for c in mcp_stdio or []]
+        servers += [parse_server(url=u, start_timeout_s=timeout, call_timeout_s=timeout) for u in mcp_url or []]
+        if place:
+            check_keys({"generator": settings.endpoints(os.environ)["generator"]}, os.environ)
+        report, live = asyncio.run(import_all(paths or [], servers))
+        placement = asyncio.run(_place(report.accepted, settings)) if place else None
+        repo = prepare_run_folder(out, settings)
+    except (SpecFileError, McpServerError, ConfigError, RunFolderError) as exc:
+        _fail(str(exc))  # nothing has been written yet
         return
     write_shard(repo, "tools", "imported", report.accepted)
     rejected = [{"file": r.file, "index": r.index, "name": r.name, "reason": r.reason} for r in report.rejected]
     (repo / "rejected.json").write_text(json.dumps(rejected, indent=1))
     typer.echo(report.summary())
+    if placement is not None:
+        typer.echo(placement.line())
+        for problem in placement.problems:
+            typer.echo(f"  {problem}", err=True)
+    for name, server in live.items():
+        where = f"command = {json.dumps(server.command)}" if server.command else f"url = {json.dumps(server.url)}"
+        typer.echo(f"to call {name}'s tools for real in rollouts, add to the run's config:")
+        typer.echo(f"  [run.mcp_servers.{name}]\n  {where}")
+
+
+async def _place(tools: list[ToolSpec], settings: SynthConfig) -> PlacementSummary:
+    from synth.pipeline.placement import place_tools
+    from synth.runners.common import build_client, build_context
+
+    client = build_client(settings, os.environ)
+    try:
+        return await place_tools(tools, build_context(settings, client))
+    finally:
+        await client.aclose()
 
 
 @tools_app.command("validate")
@@ -146,9 +193,28 @@ def tools_stats(repo: Annotated[Path, typer.Argument(help="a tool repository fol
         top = con.sql(
             "SELECT category, count(*) n FROM tools GROUP BY ALL ORDER BY n DESC, category LIMIT 10"
         ).fetchall()
+        columns = {row[0] for row in con.sql("DESCRIBE tools").fetchall()}
+        placed_by = "placed_by" if "placed_by" in columns else "NULL"
+        live = "mcp_server" if "mcp_server" in columns else "NULL"
+        imported = con.sql(
+            f"SELECT count(*), count(*) FILTER (domain <> ''), count(*) FILTER ({placed_by} = 'generator'), "
+            f"count(*) FILTER ({placed_by} = 'keywords'), count(*) FILTER ({live} IS NOT NULL) "
+            "FROM tools WHERE source NOT IN ('synthetic', 'sandbox')"
+        ).fetchall()[0]
+        mixed = con.sql(
+            "SELECT count(*) FROM (SELECT domain FROM tools WHERE domain <> '' GROUP BY domain "
+            "HAVING bool_or(source = 'synthetic') AND bool_or(source NOT IN ('synthetic', 'sandbox')))"
+        ).fetchall()[0][0]
     finally:
         con.close()
     typer.echo(f"{total} tools, {categories} categories, {domains} domains")
     for source, effect, count in by_source:
         typer.echo(f"  {source:<10} {effect:<6} {count}")
     typer.echo("largest categories: " + ", ".join(f"{name} {count}" for name, count in top))
+    if imported[0]:
+        total_imported, placed, by_generator, by_keywords, live_tools = imported
+        typer.echo(
+            f"imported: {total_imported} tools, {placed} placed in a domain ({by_generator} by the generator, "
+            f"{by_keywords} by keywords), {live_tools} from live MCP servers; "
+            f"{mixed} domains mix imported and synthetic tools"
+        )

@@ -17,6 +17,7 @@ from simulators.tool_simulator import OutcomeRates
 from synth.llm.offline.faults import FaultConfig
 from synth.llm.presets import PRESETS, EndpointConfig, base_url_problem, preset_endpoint
 from synth.llm.pricing import Price
+from synth.mcp.servers import McpServerConfig
 from synth.records import ROLES, Role
 
 
@@ -91,6 +92,12 @@ class RunConfig(BaseModel):
         le=1,
         description="share of a shard's slots that may be lost to answers still unusable after repairs before the "
         "shard is left for --resume; endpoint failures are never tolerated",
+    )
+
+    mcp_servers: dict[str, McpServerConfig] = Field(
+        default_factory=dict,
+        description="live MCP servers by name: tools imported from one (`ToolSpec.mcp_server`) are called on it "
+        "for real in rollouts instead of simulated",
     )
 
     def slots_in_flight(self, limits: Mapping[str, int]) -> int:

@@ -49,6 +49,16 @@ class ToolSpec(Record):
     source: str = Field(default="synthetic", description="synthetic | mcp | openai | bare | sandbox")
     original_name: str | None = Field(default=None, description="the name before normalisation")
     fixes: list[str] = Field(default_factory=list, description="normalisations applied on import")
+    title: str | None = Field(default=None, description="a human-readable title (MCP), when the source gave one")
+    annotations: JsonDict = Field(
+        default_factory=dict, description="MCP behaviour hints as given (readOnlyHint, destructiveHint, ...)"
+    )
+    mcp_server: str | None = Field(
+        default=None, description="the live MCP server it was listed by (a `run.mcp_servers` name); None: none"
+    )
+    placed_by: str | None = Field(
+        default=None, description="who chose an imported tool's category and domain: generator | keywords"
+    )
 
     def openai_tool(self) -> dict[str, Any]:
         """The tool as the OpenAI `tools` list expects it."""
@@ -215,6 +225,9 @@ class StateChange(Record):
     outcome: str = "success"
     state_patch: JsonDict = Field(default_factory=dict)
     state_after: JsonDict = Field(default_factory=dict)
+    live_server: str | None = Field(
+        default=None, description="the MCP server that ran the call for real; None: simulated or a sandbox"
+    )
 
 
 StopReason = Literal["user_stop", "max_turns", "max_tool_calls", "max_tokens", "model_error", "user_error", "length"]

@@ -171,3 +171,43 @@ def test_k2_tool_call_id_round_trips() -> None:
     call_id = k2_tool_call_id("fs.read_file", 3)
     assert call_id == "functions.fs.read_file:3"
     assert tool_name_from_id(call_id) == "fs.read_file"
+
+
+def _one_call(call_id: str) -> str:
+    return (
+        f"<|tool_calls_section_begin|><|tool_call_begin|>{call_id}<|tool_call_argument_begin|>{{}}"
+        "<|tool_call_end|><|tool_calls_section_end|>"
+    )
+
+
+@pytest.mark.parametrize("call_id", ["functions.get_weather.0", "functions.get_weather", "get_weather"])
+def test_an_id_that_is_not_name_colon_index_is_dropped_as_vllm_does(call_id: str) -> None:
+    parsed = parse_raw_tool_calls(_one_call(call_id), offered=["get_weather"])
+    assert parsed.tool_calls == []
+    assert parsed.problems == [
+        f"tool call id {call_id!r} is not functions.NAME:IDX: dropped, as vLLM's kimi_k2 parser drops it"
+    ]
+
+
+@pytest.mark.parametrize("call_id", ["0", "functions.:1", "functions.2", ":3"])
+def test_a_bare_counter_id_resolves_to_the_only_offered_tool(call_id: str) -> None:
+    parsed = parse_raw_tool_calls(_one_call(call_id), offered=["get_weather"])
+    assert [(c.id, c.function.name) for c in parsed.tool_calls] == [(call_id, "get_weather")]  # the id kept as sent
+    assert "resolved to the only offered tool 'get_weather'" in parsed.problems[0]
+
+
+def test_a_bare_counter_id_with_several_tools_offered_is_dropped() -> None:
+    parsed = parse_raw_tool_calls(_one_call("0"), offered=["get_weather", "get_time"])
+    assert parsed.tool_calls == [] and parsed.problems == ["tool call id '0' names no tool (2 tools offered): dropped"]
+
+
+def test_a_name_that_was_not_offered_is_kept_and_recorded() -> None:
+    parsed = parse_raw_tool_calls(_one_call("functions.delete_everything:0"), offered=["get_weather"])
+    assert [c.function.name for c in parsed.tool_calls] == ["delete_everything"]
+    assert parsed.problems == ["tool 'delete_everything' (call functions.delete_everything:0) was not offered"]
+
+
+def test_vllms_last_dot_name_is_taken_when_only_it_was_offered() -> None:
+    parsed = parse_raw_tool_calls(_one_call("functions.fs.read_file:3"), offered=["read_file"])
+    assert [(c.id, c.function.name) for c in parsed.tool_calls] == [("functions.fs.read_file:3", "read_file")]
+    assert parsed.problems == []

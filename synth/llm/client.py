@@ -218,7 +218,7 @@ class ChatClient:
         endpoint.breaker.check(role)
         try:
             response, retries = await self._create(role, endpoint, config, request)
-            result = self._result(role, config, response, retries)
+            result = self._result(role, config, response, retries, tools)
         except ModelCallError as exc:
             # The attempts of a call that finally failed were made (and may be billed by a
             # provider that rate-limits late): they belong in the totals the stats report.
@@ -316,7 +316,9 @@ class ChatClient:
         detail = error_message(exc)
         return f"{what}: {detail}" if detail else what
 
-    def _result(self, role: Role, config: EndpointConfig, response: Any, retries: int) -> ChatResult:
+    def _result(
+        self, role: Role, config: EndpointConfig, response: Any, retries: int, tools: list[dict[str, Any]] | None = None
+    ) -> ChatResult:
         # `response` passed `answer_problem` in `_send`: every field read here has its type.
         choice = response.choices[0]
         raw = choice.message
@@ -335,7 +337,8 @@ class ChatClient:
             ],
         )
         if not message.tool_calls and has_raw_tool_calls(message.content):
-            parsed = parse_raw_tool_calls(message.content)
+            offered = [tool["function"]["name"] for tool in tools or [] if "function" in tool]
+            parsed = parse_raw_tool_calls(message.content, offered=offered)
             message = message.model_copy(update={"content": parsed.content, "tool_calls": parsed.tool_calls})
         model = response.model or config.model
         return ChatResult(

@@ -14,11 +14,20 @@ the singular `<|tool_call_section_begin|>` / `<|tool_call_section_end|>`; both a
 The end marker is the delimiter of a call's arguments, so braces or `<|` inside JSON strings do not
 matter (only a complete K2 marker would). Anything incomplete or malformed is skipped and described
 in `RawParse.problems`; the complete calls are still returned.
+
+Ids that are not `functions.NAME:IDX` are treated as vLLM's `kimi_k2` tool parser treats them (its
+call regex requires `...:IDX`, and the name is the part before the colon after the last dot): an id
+without `:IDX` (e.g. `functions.get_weather.0`) is dropped, with a problem saying so. Given the names
+of the offered tools, the parser also resolves a bare counter id (`0`, `functions.:1`) to the one
+offered tool when only one is offered, takes vLLM's last-dot name when only that was offered
+(`functions.fs.read_file:3` -> `read_file`), and records a name that was not offered (the call is
+kept, so the rollout answers it with an unknown-tool error as it would any other).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from synth.records import FunctionCall, ToolCall
@@ -45,6 +54,10 @@ _IN_SECTION_RE = re.compile(
 _CALL_INTERRUPT_RE = re.compile(r"<\|tool_call_begin\|>|<\|tool_calls?_section_(?:begin|end)\|>")
 # functions.NAME:IDX -> NAME (the "functions." prefix and the ":IDX" suffix are both optional).
 _CALL_ID_RE = re.compile(r"^(?:functions\.)?(?P<name>.+?)(?::(?P<index>\d+))?$", re.DOTALL)
+# What vLLM's kimi_k2 parser accepts as a call id: anything, a colon, an index.
+_VLLM_ID_RE = re.compile(r"^[^<]+:\d+$", re.DOTALL)
+# A call id that is only a counter: "0", ":1", "functions.2", "functions.:3".
+_COUNTER_ID_RE = re.compile(r"^(?:functions\.?)?:?\d+$")
 
 _EXCERPT = 60
 
@@ -76,8 +89,9 @@ def tool_name_from_id(call_id: str) -> str:
     return match.group("name") if match else ""
 
 
-def parse_raw_tool_calls(content: str | None) -> RawParse:
-    """Split K2's raw tool-call sections out of `content` into `ToolCall` records.
+def parse_raw_tool_calls(content: str | None, offered: Collection[str] | None = None) -> RawParse:
+    """Split K2's raw tool-call sections out of `content` into `ToolCall` records; `offered`, the names
+    of the tools the request offered, lets ids be resolved against them (see the module docstring).
 
     Text around the sections is kept (joined, then stripped). Calls written without an enclosing
     section are accepted too (and noted as a problem). An unterminated section or call yields the
@@ -100,16 +114,24 @@ def parse_raw_tool_calls(content: str | None) -> RawParse:
             problems.append("tool-call section end without a section begin")
             pos = match.end()
         elif match.group("section_begin"):
-            pos = _parse_section(content, match.end(), calls, problems, implicit=False)
+            pos = _parse_section(content, match.end(), calls, problems, implicit=False, offered=offered)
         else:
             problems.append("tool call outside a tool-call section")
-            pos = _parse_section(content, match.start(), calls, problems, implicit=True)
+            pos = _parse_section(content, match.start(), calls, problems, implicit=True, offered=offered)
 
     rest = "".join(kept).strip()
     return RawParse(content=rest or None, tool_calls=calls, problems=problems)
 
 
-def _parse_section(text: str, start: int, calls: list[ToolCall], problems: list[str], *, implicit: bool) -> int:
+def _parse_section(
+    text: str,
+    start: int,
+    calls: list[ToolCall],
+    problems: list[str],
+    *,
+    implicit: bool,
+    offered: Collection[str] | None = None,
+) -> int:
     """Parse calls from `start` to the end of the section; return the position just after it.
 
     An implicit section (bare calls with no section markers) ends at the first text that is not a
@@ -134,10 +156,12 @@ def _parse_section(text: str, start: int, calls: list[ToolCall], problems: list[
             problems.append("tool-call section begins inside another section")
             pos = match.end()
             continue
-        pos = _parse_call(text, match.end(), calls, problems)
+        pos = _parse_call(text, match.end(), calls, problems, offered)
 
 
-def _parse_call(text: str, start: int, calls: list[ToolCall], problems: list[str]) -> int:
+def _parse_call(
+    text: str, start: int, calls: list[ToolCall], problems: list[str], offered: Collection[str] | None = None
+) -> int:
     """Parse one call whose begin marker ends at `start`; return where parsing should resume."""
     end = text.find(CALL_END, start)
     interrupt = _CALL_INTERRUPT_RE.search(text, start, end if end >= 0 else len(text))
@@ -153,12 +177,39 @@ def _parse_call(text: str, start: int, calls: list[ToolCall], problems: list[str
     if not sep:
         problems.append(f"malformed tool call {_excerpt(body)}: no argument marker")
         return end + len(CALL_END)
-    name = tool_name_from_id(call_id)
-    if not call_id or not name:
-        problems.append(f"malformed tool call id {call_id!r}")
+    name = _resolve_name(call_id, offered, problems)
+    if name is None:
         return end + len(CALL_END)
     calls.append(ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments.strip())))
     return end + len(CALL_END)
+
+
+def _resolve_name(call_id: str, offered: Collection[str] | None, problems: list[str]) -> str | None:
+    """The function a call id names, or None (the call is dropped) with the reason in `problems`."""
+    if not call_id:
+        problems.append("malformed tool call id ''")
+        return None
+    if _COUNTER_ID_RE.match(call_id):
+        if offered is not None and len(set(offered)) == 1:
+            only = next(iter(offered))
+            problems.append(f"tool call id {call_id!r} names no tool: resolved to the only offered tool {only!r}")
+            return only
+        count = "no tools" if offered is None else f"{len(set(offered))} tools"
+        problems.append(f"tool call id {call_id!r} names no tool ({count} offered): dropped")
+        return None
+    if not _VLLM_ID_RE.match(call_id):
+        problems.append(
+            f"tool call id {call_id!r} is not functions.NAME:IDX: dropped, as vLLM's kimi_k2 parser drops it"
+        )
+        return None
+    name = tool_name_from_id(call_id)
+    if offered is None or name in offered:
+        return name
+    last = name.rsplit(".", 1)[-1]  # vLLM's name: the part after the last dot
+    if last in offered:
+        return last
+    problems.append(f"tool {name!r} (call {call_id}) was not offered")
+    return name
 
 
 def _excerpt(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Stage 4: one episode between the simulated user, the policy model and the tool backend.
+"""Stage 4: one episode between the simulated user, the policy model and the tool backend (the tool
+simulator, a sandbox, or live MCP servers for the tools a run configures).
 
 The episode is a `synth.envs.ToolUseEnv` (the same environment an RL trainer steps) driven by the
 `policy` role of the chat client: there is one episode loop in synth, and it lives there. Every
@@ -11,9 +12,12 @@ conversation the endpoint cut short.
 
 from __future__ import annotations
 
-from synth.envs.episode import ToolUseEnv
+from simulators.environment import Environment
+from simulators.mcp_environment import live_or_simulated
+from synth.envs.episode import ToolUseEnv, open_backend
 from synth.envs.policy import ModelPolicy, run_episode
 from synth.envs.spec import EpisodeSettings, EpisodeSpec
+from synth.llm.client import ChatClient
 from synth.pipeline.context import Context
 from synth.records import AgentSpec, Task, ToolSpec, Trajectory
 
@@ -26,5 +30,12 @@ def episode_spec(task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Conte
 
 
 async def rollout(task: Task, agent: AgentSpec, tools: list[ToolSpec], ctx: Context) -> Trajectory:
-    async with ToolUseEnv(episode_spec(task, agent, tools, ctx), ctx.client) as env:
+    servers = ctx.run.mcp_servers
+
+    async def backend(spec: EpisodeSpec, client: ChatClient) -> Environment:
+        # Tools a configured live MCP server serves run on it for real; the others as before.
+        fallback = await open_backend(spec, client)
+        return fallback if spec.agent.sandbox else live_or_simulated(spec.tools, servers, spec.task, fallback)
+
+    async with ToolUseEnv(episode_spec(task, agent, tools, ctx), ctx.client, backend=backend) as env:
         return await run_episode(env, ModelPolicy(ctx.client))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -238,15 +238,26 @@ def _suffixed(name: str, *salt: str) -> str:
     return f"{name[: MAX_NAME_CHARS - 9]}_{digest}"
 
 
+def description_from_name(name: Any) -> str:
+    """'getWeatherForecast' -> 'Get weather forecast.': OpenAI accepts a tool without a description,
+    but agents and tasks are written from it, so the name's words stand in (and the fix is recorded)."""
+    words = [word.lower() for word in _WORDS.findall(str(name or ""))]
+    if not words:
+        raise Unfixable("no description, and no words in the name to make one from")
+    return " ".join(words).capitalize() + "."
+
+
 def _description(body: dict[str, Any], fixes: list[str]) -> str:
     text = body.get("description")
     if text is None or (isinstance(text, str) and not text.strip()):
         annotations = body.get("annotations")
         title = body.get("title") or (annotations.get("title") if isinstance(annotations, dict) else None)
-        if not isinstance(title, str) or not title.strip():
-            raise Unfixable("no description")
-        fixes.append("description taken from title")
-        text = title
+        if isinstance(title, str) and title.strip():
+            fixes.append("description taken from title")
+            text = title
+        else:
+            text = description_from_name(body.get("name"))
+            fixes.append("no description: made from the name")
     if not isinstance(text, str):
         raise Unfixable(f"description is {a_json_type(text)}, not text")
     clean = normalise_description(text)
@@ -258,6 +269,20 @@ def _description(body: dict[str, Any], fixes: list[str]) -> str:
         clean = (cut[:space] if space > MAX_DESCRIPTION_CHARS // 2 else cut).rstrip() + "…"
         fixes.append(f"description truncated to {MAX_DESCRIPTION_CHARS} characters")
     return clean
+
+
+def _title(body: dict[str, Any]) -> str | None:
+    annotations = body.get("annotations")
+    title = body.get("title") or (annotations.get("title") if isinstance(annotations, dict) else None)
+    return " ".join(title.split())[:200] or None if isinstance(title, str) else None
+
+
+def _annotations(body: dict[str, Any]) -> dict[str, Any]:
+    """MCP's behaviour hints, kept as given (only JSON booleans and the title: anything else is noise)."""
+    annotations = body.get("annotations")
+    if not isinstance(annotations, dict):
+        return {}
+    return {key: value for key, value in annotations.items() if isinstance(value, bool) or key == "title"}
 
 
 def name_effect(name: str) -> Effect:
@@ -329,6 +354,8 @@ def _candidate(item: _Item) -> ToolSpec:
         source=source,
         original_name=original if name != original else None,
         fixes=fixes,
+        title=_title(body),
+        annotations=_annotations(body),
     )
 
 
@@ -337,14 +364,19 @@ def _candidate(item: _Item) -> ToolSpec:
 
 def import_specs(paths: list[Path]) -> ImportReport:
     """Read every spec file under `paths` and normalise what can be; see the module docstring."""
+    return import_documents((str(path), read_documents(path)) for path in spec_files(paths))
+
+
+def import_documents(sources: Iterable[tuple[str, list[tuple[int | None, Any]]]]) -> ImportReport:
+    """Normalise the JSON documents of each source (a file, or a live server's tools/list), named
+    by the source's label; documents are (line or None, value) as `read_documents` gives them."""
     report = ImportReport()
     candidates: list[tuple[_Item, ToolSpec]] = []
     outcomes: dict[str, tuple[_Item, str | None]] = {}  # raw item -> (first seen, rejection reason)
-    for path in spec_files(paths):
-        file = str(path)
+    for file, documents in sources:
         counts = report.files.setdefault(file, FileCounts())
         index = 0
-        for line, document in read_documents(path):
+        for line, document in documents:
             for value in _expand(document):
                 item = _Item(file, index, line, value)
                 index += 1

@@ -195,7 +195,7 @@ def fix_parameters(raw: Any, fixes: list[str]) -> dict[str, Any]:
     if "type" not in raw:
         raw = {"type": "object", **raw}
         fixes.append("parameters: missing type → 'object'")
-    schema: dict[str, Any] = fix_schema(raw, "parameters", fixes, root=True)
+    schema: dict[str, Any] = merge_definitions(fix_schema(raw, "parameters", fixes, root=True), fixes)
     if isinstance(schema.get("type"), str | list) and schema["type"] != "object":
         raise Unfixable(f"parameters must describe an object (type {schema['type']!r})")
     return schema  # meta-validation happens once, in draft_problems
@@ -211,7 +211,7 @@ def fix_schema(node: Any, where: str, fixes: list[str], *, root: bool = False, p
     if not isinstance(node, dict):
         raise Unfixable(f"{where} is not a schema (got {a_json_type(node)})")
     out = dict(node)
-    typed = "type" in out
+    typed = out.get("type") not in (None, "")  # an empty type string counts as none
     _fix_type(out, where, fixes)
     if isinstance(out.get("items"), list):  # tuple validation of older drafts
         out["prefixItems"] = out.pop("items")
@@ -232,7 +232,82 @@ def fix_schema(node: Any, where: str, fixes: list[str], *, root: bool = False, p
     return out
 
 
+JAVA_TYPES: dict[str, str] = {
+    "hashmap": "object", "map": "object", "treemap": "object", "linkedhashmap": "object", "jsonobject": "object",
+    "arraylist": "array", "linkedlist": "array", "set": "array", "hashset": "array", "collection": "array",
+    "jsonarray": "array", "char": "string", "character": "string", "charsequence": "string", "date": "string",
+    "localdate": "string", "datetime": "string", "uuid": "string", "short": "integer", "byte": "integer",
+    "biginteger": "integer", "int32": "integer", "int64": "integer", "uint": "integer", "bigdecimal": "number",
+    "decimal": "number", "float32": "number", "float64": "number",
+}  # fmt: skip
+"""Java/C/C#-style type names in real specs → JSON Schema type (generic arguments are dropped)."""
+
+_GENERIC = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?:<.*>|\[\s*\])?\s*$")
+
+
+def fix_foreign_type(out: dict[str, Any], where: str, fixes: list[str]) -> None:
+    """Rewrite a Java/C-style or empty `type` in place (before the JSON Schema alias table runs)."""
+    kind = out.get("type")
+    if not isinstance(kind, str):
+        return
+    if not kind.strip():
+        del out["type"]
+        fixes.append(f"{where}: empty type string removed")
+        return
+    match = _GENERIC.match(kind)
+    if match is None:
+        return
+    base = match.group(1).rsplit(".", 1)[-1].lower()  # java.util.HashMap → hashmap
+    array = kind.strip().endswith("[]")
+    if base in TYPE_ALIASES and not array and base == kind.strip().lower():
+        return  # a JSON Schema or Python name: the alias table handles it
+    mapped = "array" if array else JAVA_TYPES.get(base) or TYPE_ALIASES.get(base)
+    if mapped is None and base not in TYPE_ALIASES:
+        return
+    if mapped is None:
+        del out["type"]
+    else:
+        out["type"] = mapped
+    fixes.append(f"{where}: type {kind!r} → {mapped!r}" if mapped else f"{where}: type {kind!r} → no constraint")
+
+
+def merge_definitions(schema: dict[str, Any], fixes: list[str]) -> dict[str, Any]:
+    """Pydantic v1's `definitions` folded into Draft 2020-12's `$defs` at the root, `$ref`s rewritten;
+    a name in both with different schemas is kept apart as NAME_v1."""
+    legacy = schema.get("definitions")
+    if not isinstance(legacy, dict):
+        return schema
+    defs = dict(schema.get("$defs") or {}) if isinstance(schema.get("$defs"), dict) else {}
+    renamed: dict[str, str] = {}
+    for name, sub in legacy.items():
+        target = name
+        if name in defs and defs[name] != sub:
+            target = f"{name}_v1"
+            while target in defs:
+                target += "_"
+        defs[target] = sub
+        renamed[name] = target
+    out = {key: value for key, value in schema.items() if key != "definitions"}
+    out["$defs"] = defs
+    fixes.append("parameters: definitions (pydantic v1) merged into $defs, references rewritten")
+    return _rewrite_refs(out, renamed)
+
+
+def _rewrite_refs(node: Any, renamed: dict[str, str]) -> Any:
+    if isinstance(node, list):
+        return [_rewrite_refs(item, renamed) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _rewrite_refs(value, renamed) for key, value in node.items()}
+    ref = out.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/definitions/"):
+        head, _, rest = ref[len("#/definitions/") :].partition("/")
+        out["$ref"] = f"#/$defs/{renamed.get(head, head)}" + (f"/{rest}" if rest else "")
+    return out
+
+
 def _fix_type(out: dict[str, Any], where: str, fixes: list[str]) -> None:
+    fix_foreign_type(out, where, fixes)
     kind = out.get("type")
     names = [kind] if isinstance(kind, str) else kind
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from synth.llm.offline.instances import instance
+from synth.llm.offline.placement import cards_from_outline, keyword_place
 from synth.llm.offline.text import fields, humanize, json_blocks, json_field, name_words
 
 READ_VERBS = ("get", "list", "search", "check", "lookup", "find")
@@ -405,7 +406,23 @@ def _domain_batch(prompt: str, schema: dict[str, Any], rng: random.Random) -> di
     return {"domains": out}
 
 
+def _tool_placement(prompt: str, schema: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Each listed tool placed by its words (see `synth.llm.offline.placement`); unplaceable ones left out."""
+    outline = json_field(prompt, "Taxonomy") or {}
+    tools = json_field(prompt, "Tools") or []
+    cards = cards_from_outline(outline) if isinstance(outline, dict) else []
+    placements = []
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        place = keyword_place(str(tool.get("name", "")), str(tool.get("description", "")), cards)
+        if place is not None:
+            placements.append({"name": tool.get("name"), "category": place[0], "domain": place[1]})
+    return {"placements": placements}
+
+
 HANDLERS: dict[str, Callable[[str, dict[str, Any], random.Random], dict[str, Any]]] = {
+    "ToolPlacement": _tool_placement,
     "ToolBatch": _tool_batch,
     "AgentDraft": _agent_draft,
     "TaskDraft": _task_draft,
