@@ -209,6 +209,11 @@ class RunLocation:
     def write_text(self, relative: str, text: str) -> str:
         return self.write_bytes(relative, text.encode("utf-8"))
 
+    def remove(self, relative: str) -> None:
+        """Delete the file `relative` if it is there (a shard that now has no rows)."""
+        if self.is_file(relative):
+            self.fs.delete_file(self.path(relative))
+
     def write_atomic(self, relative: str, produce: Producer) -> str:
         """Write what `produce(sink)` writes as `relative`, atomically (see the module doc); a reader
         sees the previous content or the new one, never part of it. Returns `display(relative)`."""

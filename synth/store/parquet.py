@@ -77,8 +77,10 @@ def write_shard(root: str | RunLocation, table: str, shard: str, records: Sequen
 def write_shard(root: Root, table: str, shard: str, records: Sequence[Record]) -> Path | str | None:
     """Write `records` as one shard of `table` and return where; None (and no file) when empty.
 
-    Rewriting an existing shard replaces it atomically."""
+    Rewriting an existing shard replaces it atomically; rewriting it with no records removes it, so
+    a rerun never leaves the rows of an earlier attempt (e.g. its failures) beside its own."""
     if not records:
+        RunLocation.of(root).remove(shard_name(table, shard))
         return None
     return write_table_shard(root, table, shard, to_table(records, table))
 

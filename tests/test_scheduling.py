@@ -1,0 +1,201 @@
+"""The pieces that schedule a run by the endpoint's budget, on their own: the limiter's leases,
+busy-time accounting and chain priority; the coordinator's leases (never past the shared limit,
+following demand, halving on 429s across workers); the circuit breaker.
+
+Deterministic: tasks are stepped with `asyncio.sleep(0)` or driven by explicit events, and the
+coordinator is given its clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from synth.llm.breaker import CircuitBreaker
+from synth.llm.errors import EndpointDown, EndpointRejected, JsonAnswerError, RetriesExhausted
+from synth.llm.limiter import AdaptiveLimiter, count_calls_in_this_task
+from synth.runners.budget import Coordinator, EndpointLoad, water_fill
+from synth.runners.shard import ShardPlan
+
+
+async def settle(rounds: int = 5) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+# ---------------------------------------------------------------- limiter
+
+
+async def test_a_lease_of_zero_pauses_and_a_lease_releases_exactly_that_many() -> None:
+    limiter = AdaptiveLimiter(8)
+    limiter.set_lease(0)
+    holders = [asyncio.create_task(limiter.acquire()) for _ in range(5)]
+    await settle()
+    assert limiter.in_flight == 0 and limiter.waiting == 5
+    limiter.set_lease(3)
+    await settle()
+    assert limiter.in_flight == 3 and limiter.waiting == 2
+    limiter.set_lease(1)  # lowered: nothing is cancelled, nothing new starts until it drains
+    for _ in range(3):
+        limiter.release()
+    await settle()
+    assert limiter.in_flight == 1 and limiter.waiting == 1
+    for task in holders:
+        task.cancel()
+    await settle()
+
+
+async def test_a_lease_may_grow_past_the_configured_limit_only_when_asked() -> None:
+    limiter = AdaptiveLimiter(4)
+    limiter.set_lease(6)
+    assert (limiter.limit, limiter.max_limit) == (6, 6)
+    for _ in range(20):
+        limiter.on_success(await limiter.acquire())
+        limiter.release()
+    assert limiter.limit == 6  # a leased limiter does not grow past its lease on its own
+
+
+async def test_busy_seconds_integrate_the_in_flight_count() -> None:
+    limiter = AdaptiveLimiter(4)
+    assert limiter.busy_seconds == 0.0
+    await limiter.acquire()
+    await limiter.acquire()
+    await asyncio.sleep(0.01)
+    limiter.release()
+    limiter.release()
+    busy = limiter.busy_seconds
+    assert busy >= 2 * 0.01 * 0.9  # two requests in flight for (at least) the sleep
+    assert limiter.busy_seconds == busy  # nothing in flight: it no longer grows
+    assert limiter.peak_in_flight == 2 and limiter.successes == 0
+
+
+async def test_waiters_of_less_advanced_chains_go_first() -> None:
+    limiter = AdaptiveLimiter(1)
+    await limiter.acquire()  # the slot is taken; everyone below waits
+    order: list[str] = []
+
+    async def chain(name: str, calls_before: int) -> None:
+        count_calls_in_this_task()
+        for _ in range(calls_before):  # calls made earlier in this chain
+            await limiter.acquire()
+            limiter.release()
+        ready.set()
+        await go.wait()
+        async with limiter:
+            order.append(name)
+
+    go = asyncio.Event()
+    ready = asyncio.Event()
+    limiter.set_lease(5)  # let the chains make their earlier calls
+    old = asyncio.create_task(chain("old", 3))
+    await settle(20)
+    limiter.set_lease(1)
+    young = asyncio.create_task(chain("young", 0))
+    unrelated = asyncio.create_task(chain("plain", 0))
+    await settle(20)
+    go.set()
+    await settle(20)
+    assert limiter.waiting == 3
+    limiter.release()
+    await asyncio.gather(old, young, unrelated)
+    assert order[-1] == "old"  # the chain with calls behind it waits for those with none
+    assert order[:2] == ["young", "plain"]  # equal levels: first come, first served
+
+
+# ---------------------------------------------------------------- coordinator
+
+
+def test_water_fill_serves_small_demands_whole_and_splits_the_rest() -> None:
+    assert water_fill(10, {"a": 2, "b": 20}) == {"a": 2, "b": 8}
+    assert water_fill(10, {"a": 20, "b": 20}) == {"a": 5, "b": 5}
+    spare = water_fill(10, {"a": 1, "b": 2})
+    assert spare["a"] >= 1 and spare["b"] >= 2 and sum(spare.values()) == 10
+    assert water_fill(0, {"a": 3}) == {"a": 0}
+
+
+def test_leases_never_pass_the_shared_limit_whatever_the_report_order() -> None:
+    """Three workers whose calls move between reports as far as their lease allows; the
+    coordinator's grants must keep the true sum of calls in flight within the limit."""
+    rng = random.Random(7)
+    limit = 32
+    coordinator = Coordinator([], {"e": limit})
+    held = dict.fromkeys("abc", 0)  # the lease each worker has applied
+    in_flight = dict.fromkeys("abc", 0)
+    demand = {w: rng.randint(0, 40) for w in "abc"}
+    for step in range(3000):
+        worker = rng.choice("abc")
+        # Between reports a worker's calls move anywhere its applied lease allows (or drain).
+        for name in "abc":
+            in_flight[name] = rng.randint(0, max(held[name], 0)) if rng.random() < 0.5 else in_flight[name]
+            in_flight[name] = min(in_flight[name], max(held[name], in_flight[name]))
+            assert sum(in_flight.values()) <= limit, step
+        if rng.random() < 0.1:
+            demand[worker] = rng.randint(0, 40)
+        load = EndpointLoad(in_flight[worker], max(0, demand[worker] - in_flight[worker]), 0, 0)
+        grant = coordinator.lease(worker, {"e": load}, now=float(step))["e"]
+        # While the report was in transit the worker may still have used its old lease.
+        in_flight[worker] = min(max(in_flight[worker], rng.randint(0, held[worker])), max(held[worker], 0))
+        held[worker] = grant
+        in_flight[worker] = min(in_flight[worker], max(grant, in_flight[worker]))
+        assert sum(in_flight.values()) <= limit, step
+
+
+def test_leases_follow_demand_and_a_429_halves_the_shared_limit_once_a_window() -> None:
+    coordinator = Coordinator([], {"e": 100})
+    busy = EndpointLoad(in_flight=0, waiting=90, decreases=0, successes=0)
+    idle = EndpointLoad(in_flight=0, waiting=0, decreases=0, successes=0)
+    assert coordinator.lease("a", {"e": busy}, now=0)["e"] == 100  # alone: the whole limit
+    assert coordinator.lease("b", {"e": idle}, now=0)["e"] == 0  # a's lease is not free yet
+    coordinator.lease("a", {"e": busy}, now=0.1)
+    assert coordinator.lease("a", {"e": busy}, now=0.2)["e"] == 95  # its demand and half the spare (b has none)
+    backed_off = EndpointLoad(in_flight=10, waiting=80, decreases=1, successes=5)
+    coordinator.lease("a", {"e": backed_off}, now=1.0)
+    assert coordinator.load()["e"]["limit"] == 50
+    twice = EndpointLoad(in_flight=10, waiting=80, decreases=2, successes=5)
+    coordinator.lease("b", {"e": EndpointLoad(0, 0, 3, 0)}, now=1.5)  # within the window: no second halving
+    coordinator.lease("a", {"e": twice}, now=1.6)
+    assert coordinator.load()["e"]["limit"] == 50
+    coordinator.lease("a", {"e": EndpointLoad(10, 80, 3, 5)}, now=3.0)  # a new window
+    assert coordinator.load()["e"]["limit"] == 25
+    grown = EndpointLoad(in_flight=10, waiting=80, decreases=3, successes=5 + 25)
+    coordinator.lease("a", {"e": grown}, now=4.0)
+    assert coordinator.load()["e"]["limit"] == 26  # a limit's worth of successes: one step up
+
+
+def test_a_lost_workers_shards_go_back_to_the_front_of_the_queue() -> None:
+    plans = [ShardPlan(i, i * 10, i * 10 + 10) for i in range(4)]
+    coordinator = Coordinator(plans, {"e": 8})
+    first = coordinator.next_shard("w0")
+    second = coordinator.next_shard("w1")
+    assert (first, second) == (plans[0], plans[1])
+    coordinator.lease("w0", {"e": EndpointLoad(4, 0, 0, 0)}, now=0)
+    assert coordinator.requeue("w0") == 1
+    assert coordinator.next_shard("w2") == plans[0]
+    assert coordinator.lease("w1", {"e": EndpointLoad(0, 8, 0, 0)}, now=0)["e"] == 8  # w0's calls are gone
+    coordinator.stop("endpoint down")
+    assert coordinator.next_shard("w1") is None and coordinator.stopped() == "endpoint down"
+
+
+# ---------------------------------------------------------------- circuit breaker
+
+
+def test_the_breaker_opens_at_once_on_a_refused_key_or_model() -> None:
+    for status in (401, 403, 404):
+        breaker = CircuitBreaker("http://x/v1", threshold=5)
+        assert breaker.on_failure(EndpointRejected("judge", "refused", status=status))
+        with pytest.raises(EndpointDown, match=r"\[policy\] http://x/v1 is down.*refused"):
+            breaker.check("policy")
+
+
+def test_the_breaker_opens_after_a_streak_and_a_success_resets_it() -> None:
+    breaker = CircuitBreaker("http://x/v1", threshold=3)
+    failure = RetriesExhausted("tool", "http://x/v1: HTTP 503, still failing after 6 retries")
+    assert not breaker.on_failure(failure)
+    assert not breaker.on_failure(EndpointRejected("tool", "400", status=400))
+    breaker.on_success()
+    assert not breaker.on_failure(failure) and not breaker.on_failure(failure)
+    assert not breaker.on_failure(JsonAnswerError("tool", "bad JSON"))  # the endpoint answered
+    assert breaker.on_failure(failure)
+    assert breaker.open and "3 calls in a row" in (breaker.reason or "")
+    assert not breaker.on_failure(failure)  # opens once; the first reason stays
