@@ -48,6 +48,18 @@ def render_funnel(figures: dict[str, Any]) -> str:
         lines.append(f"  {key:<14} {figures[key]:>8}")
     for stage, count in figures["failures"].items():
         lines.append(f"  failed:{stage:<7} {count:>8}")
+    causes = figures.get("failure_causes") or {}
+    if causes:
+        lines.append("failures by cause: " + ", ".join(f"{cause} {count}" for cause, count in causes.items()))
+    slots = figures.get("task_slots")
+    if slots:
+        left = f", {slots['left']} left for --resume" if slots["left"] else ""
+        lines.append(f"task slots: {slots['committed']} of {slots['planned']} planned committed{left}")
+    for url, endpoint in (figures.get("endpoints") or {}).items():
+        lines.append(
+            f"endpoint {url}: busy {endpoint.get('busy_share', 0):.1%} of limit {endpoint.get('limit')}, "
+            f"peak {endpoint.get('peak_in_flight')} in flight"
+        )
     lines.append("by rubric kind          tasks  accepted  rejected  mean score")
     for row in figures["by_rubric_kind"]:
         lines.append(

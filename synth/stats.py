@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from synth.config import RunConfig
 from synth.llm.pricing import K2_MODEL, default_price_table
 from synth.records import Usage
 from synth.run_folder import check_schema_version, read_markers, read_run_info
+from synth.runners.plan import plan_shards
 from synth.store import open_catalog, require_run
 
 
@@ -40,6 +42,9 @@ def funnel(run_dir: Path) -> dict[str, Any]:
             "rejected": int(verdicts[2] or 0),
         }
         failures = dict(con.sql("SELECT stage, count(*) FROM failures GROUP BY stage ORDER BY stage").fetchall())
+        causes = dict(
+            con.sql("SELECT coalesce(cause, 'unrecorded'), count(*) FROM failures GROUP BY ALL ORDER BY 1").fetchall()
+        )
         # Per rubric kind, and the judge/checks agreement, from one join of tasks and verdicts: the
         # agreement counts the matched pairs (an inner join) with a judge score, hence the FILTERs.
         per_kind = con.sql(
@@ -66,9 +71,10 @@ def funnel(run_dir: Path) -> dict[str, Any]:
     finally:
         con.close()
     info = read_run_info(run_dir)
+    markers = read_markers(run_dir)
     # Done-markers hold what each finished unit spent, so an interrupted run's bill is right too.
     spent_by_role: dict[str, Usage] = {}
-    for summary in read_markers(run_dir):
+    for summary in markers:
         for role, spent in summary.usage.items():
             spent_by_role[role] = spent_by_role.get(role, Usage()).add(spent)
     usage = {role: spent.model_dump() for role, spent in spent_by_role.items()} or info.get("usage", {})
@@ -85,6 +91,9 @@ def funnel(run_dir: Path) -> dict[str, Any]:
     return {
         **counts,
         "failures": failures,
+        "failure_causes": causes,
+        "task_slots": task_slots(info, {summary.name for summary in markers}),
+        "endpoints": endpoint_figures(info),
         "unaccounted_tasks": counts["tasks"]
         - counts["judged"]
         - sum(n for stage, n in failures.items() if stage in ("rollout", "judge")),
@@ -105,6 +114,26 @@ def funnel(run_dir: Path) -> dict[str, Any]:
         "reasoning": reasoning_share(usage),
         "finished": info.get("finished_at") is not None,
     }
+
+
+def task_slots(info: dict[str, Any], marked: set[str]) -> dict[str, int] | None:
+    """Planned task slots against those in committed (marked) shards: every committed slot is
+    accounted for, as a judged trajectory or a recorded failure; the rest are left for --resume."""
+    try:
+        run = RunConfig.model_validate((info.get("config") or {}).get("run", {}))
+    except ValueError:
+        return None  # a run.json whose config this synth cannot read: no plan to compare with
+    committed = sum(plan.end_slot - plan.first_slot for plan in plan_shards(run) if plan.name in marked)
+    return {"planned": run.tasks, "committed": committed, "left": run.tasks - committed}
+
+
+def endpoint_figures(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per endpoint, from the latest generate session in run.json: its limit, busy share (mean calls
+    in flight / limit) and peak calls in flight."""
+    sessions = info.get("sessions") or []
+    latest = sessions[-1] if sessions and isinstance(sessions[-1], dict) else {}
+    endpoints = latest.get("endpoints") or {}
+    return {str(url): dict(figures) for url, figures in endpoints.items() if isinstance(figures, dict)}
 
 
 def reasoning_share(usage: dict[str, dict[str, Any]]) -> dict[str, Any]:

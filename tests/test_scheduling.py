@@ -16,7 +16,7 @@ from synth.llm.breaker import CircuitBreaker
 from synth.llm.errors import EndpointDown, EndpointRejected, JsonAnswerError, RetriesExhausted
 from synth.llm.limiter import AdaptiveLimiter, count_calls_in_this_task
 from synth.runners.budget import Coordinator, EndpointLoad, water_fill
-from synth.runners.shard import ShardPlan
+from synth.runners.plan import ShardPlan
 
 
 async def settle(rounds: int = 5) -> None:

@@ -356,6 +356,7 @@ def cost_section(d: ReportData) -> str:
         + kpi("tokens per accepted", "–" if per_tokens is None else fmt_int(per_tokens), "the whole run's / accepted")
         + kpi("cost per accepted", _usd(c.per_accepted(c.cost_usd)), f"{_usd(c.per_accepted(c.k2_usd))} at K2 prices")
         + _reasoning_kpi(d.funnel.get("reasoning") or {})
+        + "".join(_busy_kpi(url, figures) for url, figures in (d.funnel.get("endpoints") or {}).items())
         + "</div>",
         grid(
             hbars("Tokens per role", bars, (UNCACHED, CACHED, OUTPUT), axis="tokens", label_width=110),
@@ -369,6 +370,12 @@ def cost_section(d: ReportData) -> str:
             + table(["outcome", "trajectories", "mean tokens", "mean cost"], outcome_rows, numeric=[1, 2, 3]),
         ),
     )
+
+
+def _busy_kpi(url: str, endpoint: dict[str, Any]) -> str:
+    """How full the run kept one endpoint: its busy share (mean calls in flight / limit)."""
+    detail = f"{url}: limit {endpoint.get('limit')}, peak {endpoint.get('peak_in_flight')} in flight (last session)"
+    return kpi("endpoint busy", fmt_pct(float(endpoint.get("busy_share") or 0.0)), detail)
 
 
 def _reasoning_kpi(reasoning: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synth.run_folder import StageSummary
-from synth.runners.shard import ShardPlan
+from synth.runners.plan import ShardPlan
 
 
 @dataclass

@@ -25,8 +25,9 @@ from synth.llm.client import endpoint_limits
 from synth.records import ToolSpec, Usage
 from synth.run_folder import StageSummary, finish_run_info, read_markers, read_run_info, write_run_info
 from synth.runners.budget import ShardOutcome
+from synth.runners.plan import plan_shards
 from synth.runners.pools import InlinePool, RayPool, WorkerPool
-from synth.runners.shard import plan_shards, tools_stage
+from synth.runners.shard import tools_stage
 from synth.store.location import RunLocation
 
 Runner = Literal["inline", "ray"]

@@ -26,7 +26,8 @@ from synth.llm.client import ChatClient
 from synth.pipeline.agents import ToolPools
 from synth.runners.budget import Coordinator, EndpointLoad, ShardOutcome
 from synth.runners.common import build_client
-from synth.runners.shard import RunStopped, ShardPlan
+from synth.runners.plan import ShardPlan
+from synth.runners.shard import RunStopped
 from synth.runners.worker import WAIT, LocalSource, NextShard, Worker
 from synth.store.location import RunLocation
 

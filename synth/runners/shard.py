@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from simulators.environment import sandbox_toolsets
-from synth.config import RunConfig, SynthConfig
+from synth.config import SynthConfig
 from synth.llm.errors import ModelCallError
 from synth.llm.limiter import count_calls_in_this_task
 from synth.pipeline.agents import ToolPools, build_agent
@@ -35,6 +35,7 @@ from synth.pipeline.tools import generate_domain_tools
 from synth.records import AgentSpec, Failure, Record, Task, ToolSpec, Trajectory, Verdict
 from synth.run_folder import StageSummary, read_marker, write_marker
 from synth.runners.common import bounded, build_client, build_context
+from synth.runners.plan import ShardPlan
 from synth.store import read_table, write_shard
 from synth.store.location import RunLocation
 
@@ -43,25 +44,6 @@ TOOLS_MARKER = "tools"
 
 class RunStopped(RuntimeError):
     """The run cannot go on (an endpoint is down, no tools could be made): one line saying why."""
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    index: int
-    first_slot: int
-    end_slot: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.index:05d}"
-
-
-def plan_shards(run: RunConfig) -> list[ShardPlan]:
-    """Task slots cut into shards that never split an agent's tasks between two shards."""
-    size = max(run.tasks_per_agent, run.shard_size - run.shard_size % run.tasks_per_agent)
-    return [
-        ShardPlan(index, start, min(run.tasks, start + size)) for index, start in enumerate(range(0, run.tasks, size))
-    ]
 
 
 def _summary(name: str, ctx: Context, started: float, **counts: int) -> StageSummary:

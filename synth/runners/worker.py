@@ -24,7 +24,8 @@ from synth.llm.client import ChatClient
 from synth.pipeline.agents import ToolPools
 from synth.runners.budget import ShardOutcome
 from synth.runners.common import build_context
-from synth.runners.shard import OpenShard, ShardPlan, open_shard
+from synth.runners.plan import ShardPlan
+from synth.runners.shard import OpenShard, open_shard
 from synth.store import write_shard
 from synth.store.location import RunLocation
 
