@@ -26,6 +26,7 @@ from synth.export.sharegpt import sharegpt_example
 from synth.export.sinks import JsonLinesSink, ParquetSink, Sink, atomic_target
 from synth.export.where import UnsafeWhere, filter_statement
 from synth.store import open_catalog, require_run
+from synth.store.ownership import InsideRunError, refuse_inside_run
 
 BATCH_ROWS = 1000
 """Rows per Arrow batch fetched from DuckDB (and per write)."""
@@ -122,6 +123,10 @@ def _format(name: str) -> ExportFormat:
 
 
 def _target(to: Path, force: bool) -> Path:
+    try:
+        refuse_inside_run(to, "--to")
+    except InsideRunError as exc:
+        raise ExportError(str(exc)) from None
     to = to.expanduser().absolute()
     if not to.parent.is_dir():
         raise ExportError(f"{to.parent} does not exist (or is not a folder); create it first")
