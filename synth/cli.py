@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from synth.cli_tools import tools_app
 from synth.config import ConfigError, check_keys, load_config
 from synth.records import ToolSpec
+
+if TYPE_CHECKING:
+    import duckdb
 
 app = typer.Typer(
     add_completion=False,
@@ -34,6 +38,16 @@ class OutputFormat(StrEnum):
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _read_failed(command: str, exc: duckdb.Error) -> None:
+    """A DuckDB error while reading a run, in one line: a damaged part file is bad input (exit 2),
+    anything else a failure of the command (exit 1). Nothing was written either way."""
+    from synth.store import describe_query_error, is_damage
+
+    damaged = is_damage(exc)
+    prefix = "" if damaged else f"{command} failed, nothing written: "
+    _fail(prefix + describe_query_error(exc), code=2 if damaged else 1)
 
 
 class RunnerChoice(StrEnum):
@@ -155,22 +169,54 @@ def query(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
     sql: Annotated[str, typer.Argument(help="one read-only SELECT over the run's views")],
     format: Annotated[OutputFormat, typer.Option("--format", help="table | csv | json")] = OutputFormat.table,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000_000, help="rows to print at most; a note says when more matched")
+    ] = 10_000,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB's memory limit, e.g. 512MB or 4GB")
+    ] = "1GB",
+    threads: Annotated[int, typer.Option("--threads", min=1, max=256, help="DuckDB threads")] = 2,
 ) -> None:
-    """Run read-only SQL over tools, agents, tasks, trajectories, verdicts, failures, sft and rl."""
+    """Run read-only SQL over tools, agents, tasks, trajectories, verdicts, failures, sft and rl.
+
+    Queries read the run's own files only, within a memory limit; at most --limit rows are printed."""
     import duckdb
 
-    from synth.output import render
-    from synth.store import NotARunError, ReadOnlyViolation, synth_query
+    from synth.output import UnshowableValue, render
+    from synth.store import (
+        DamagedRunError,
+        NotARunError,
+        QueryLimits,
+        ReadOnlyViolation,
+        describe_query_error,
+        run_query,
+    )
 
+    if not _MEMORY_SIZE.fullmatch(memory_limit.strip()):
+        _fail(f"--memory-limit {memory_limit!r}: give a size such as 512MB or 4GB")
+        return
     try:
-        table = synth_query(run_dir, sql)
-    except (NotARunError, ReadOnlyViolation) as exc:
+        result = run_query(run_dir, sql, QueryLimits(memory=memory_limit.strip(), threads=threads, rows=limit))
+        text = render(result.table, format.value)
+    except (NotARunError, ReadOnlyViolation, DamagedRunError, UnshowableValue) as exc:
         _fail(str(exc))
         return
-    except duckdb.Error as exc:
-        _fail(f"query failed: {exc}")
+    except duckdb.OutOfMemoryException as exc:
+        _fail(
+            f"query needs more than the memory limit ({memory_limit}): {describe_query_error(exc)}; "
+            "narrow it (WHERE, fewer columns, LIMIT) or raise --memory-limit",
+            code=1,
+        )
         return
-    typer.echo(render(table, format.value))
+    except duckdb.Error as exc:
+        _fail(f"query failed: {describe_query_error(exc)}")
+        return
+    typer.echo(text)
+    if result.truncated:
+        typer.echo(f"note: more than {limit:,} rows matched; printed the first {limit:,} (raise --limit)", err=True)
+
+
+_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
 @app.command()
@@ -179,15 +225,20 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """The funnel: tools, agents, tasks, trajectories, accepted, tokens and cost."""
+    import duckdb
+
     from synth.output import render_funnel
     from synth.run_folder import RunFolderError
     from synth.stats import funnel
-    from synth.store import NotARunError
+    from synth.store import DamagedRunError, NotARunError
 
     try:
         figures = funnel(run_dir)
-    except (NotARunError, RunFolderError) as exc:
+    except (NotARunError, RunFolderError, DamagedRunError) as exc:
         _fail(str(exc))
+        return
+    except duckdb.Error as exc:
+        _read_failed("stats", exc)
         return
     typer.echo(json.dumps(figures, indent=2) if as_json else render_funnel(figures))
 
@@ -208,16 +259,19 @@ def export(
     import duckdb
 
     from synth.export import ExportError, export_run
-    from synth.store import NotARunError
+    from synth.store import DamagedRunError, NotARunError
 
     try:
         result = export_run(
             run_dir, format, to, min_score=min_score, where=where, include_rejected=include_rejected, force=force
         )
-    except (NotARunError, ExportError) as exc:
+    except (NotARunError, ExportError, DamagedRunError) as exc:
         _fail(str(exc))
         return
-    except (duckdb.Error, OSError) as exc:
+    except duckdb.Error as exc:
+        _read_failed("export", exc)
+        return
+    except OSError as exc:
         _fail(f"export failed, nothing written: {exc}", code=1)
         return
     typer.echo(f"wrote {result.rows} rows ({result.format}) to {result.path}")
@@ -235,14 +289,17 @@ def report(
 
     from synth.report import ReportError, build_report
     from synth.run_folder import RunFolderError
-    from synth.store import NotARunError
+    from synth.store import DamagedRunError, NotARunError
 
     try:
         result = build_report(run_dir, to, per_outcome=sample, top=top)
-    except (NotARunError, RunFolderError, ReportError) as exc:
+    except (NotARunError, RunFolderError, ReportError, DamagedRunError) as exc:
         _fail(str(exc))
         return
-    except (duckdb.Error, OSError) as exc:
+    except duckdb.Error as exc:
+        _read_failed("report", exc)
+        return
+    except OSError as exc:
         _fail(f"report failed, nothing written: {exc}", code=1)
         return
     typer.echo(f"wrote {result.path} ({result.bytes:,} bytes, {result.sampled} trajectories sampled)")

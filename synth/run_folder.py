@@ -136,9 +136,16 @@ def read_run_info(run_dir: Where) -> dict[str, Any]:
     try:
         info = json.loads(location.read_bytes(RUN_FILE))
     except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{location.display(RUN_FILE)}: unreadable run file: {exc}") from None
+        raise RunFolderError(
+            f"{location.display(RUN_FILE)}: unreadable run file ({exc}); restore it from a backup"
+        ) from None
     if not isinstance(info, dict):
         raise RunFolderError(f"{location.display(RUN_FILE)}: not a synth run file (expected a JSON object)")
+    if not isinstance(info.get("config"), dict):
+        raise RunFolderError(
+            f"{location.display(RUN_FILE)}: damaged run file (no `config` object, which every run records); "
+            "restore it from a backup or start a new run"
+        )
     return info
 
 
@@ -238,8 +245,8 @@ def _parse_marker(location: RunLocation, file_name: str) -> tuple[StageSummary |
         return None, f"unreadable: {exc}"
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(document)"
-        return None, f"{where}: {first['msg']}"
+        where = ".".join(str(part) for part in first["loc"])
+        return None, f"{where}: {first['msg']}" if where else first["msg"]
     expected = file_name.removesuffix(".json")
     if summary.name != expected:
         return None, f"name {summary.name!r} is not its file's ({expected!r})"

@@ -161,7 +161,7 @@ def test_no_markers_nothing_to_verify(run: Path) -> None:
         ('{"tasks": 2}', "name"),
         ('{"name": "00002", "tasks": 2}', "is not its file's"),
         ('{"name": "00001", "tasks": -2}', "negative"),
-        ("[1, 2]", "(document)"),
+        ("[1, 2]", "should be an object"),
     ],
 )
 def test_damaged_markers_are_named_not_raised(run: Path, content: str, problem: str) -> None:

@@ -25,7 +25,7 @@ from synth.export.rl import RL_SCHEMA, rl_example
 from synth.export.sharegpt import sharegpt_example
 from synth.export.sinks import JsonLinesSink, ParquetSink, Sink, atomic_target
 from synth.export.where import UnsafeWhere, filter_statement
-from synth.store import open_catalog, require_run
+from synth.store import DamagedRunError, describe_query_error, is_damage, open_catalog, require_run
 from synth.store.ownership import InsideRunError, refuse_inside_run
 
 BATCH_ROWS = 1000
@@ -167,6 +167,8 @@ def _reader(
         assert relation is not None
         return relation.to_arrow_reader(rows)
     except duckdb.Error as exc:
+        if is_damage(exc):
+            raise DamagedRunError(describe_query_error(exc)) from None
         # The query itself is fixed; what fails to bind is the user's --where (an unknown column...).
         if where is not None:
             raise ExportError(f"--where {where!r} does not work on this export: {exc}") from None
