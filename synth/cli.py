@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -362,10 +363,38 @@ def serve_offline(
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'fault rates'}: {e['msg']}" for e in exc.errors())
         _fail(f"serve-offline: {problems}")
         return
+    listener = _listen(host, port)
     mode = [f"latency {latency_ms:g} ms"] + (["canned answers"] if canned else [])
     if max_concurrency is not None:
         mode.append(f"at most {max_concurrency} at once, then {'429' if over_capacity == 'reject' else 'queue'}")
     mode += [f"{name} {rate:g}" for name, rate in faults.rates().items() if rate]
     typer.echo(f"offline model on http://{host}:{port}/v1 ({', '.join(mode)}; Ctrl-C to stop)", err=True)
     model = OfflineModel(faults, bench=bench)
-    uvicorn.run(model.app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(model.app, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, made here so that a bad port or a port in use is one line (not
+    uvicorn's log and exit) and so that no other process can take the port before uvicorn starts."""
+    if not 1 <= port <= 65535:
+        _fail(f"--port {port}: a port is a number from 1 to 65535")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError) as exc:
+        _fail(f"--host {host!r}: not an interface this machine knows ({exc})")
+        raise  # unreachable: _fail exits
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does; a live listener still wins
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        reason = exc.strerror or str(exc)
+        _fail(
+            f"serve-offline cannot listen on {host}:{port}: {reason}; choose another --port (or stop what holds it)", 1
+        )
+    return listener
