@@ -320,7 +320,8 @@ def verify_marked_shards(
     marker that contradicts itself (accepted > trajectories > tasks).
 
     Cheap at 20,000 shards: one listing per table, then only the footers of the files a marker
-    promises (no data page is read), several at a time. What footers cannot see (a part overwritten
+    promises (no data page is read), several at a time on an object store. Measured on a 2-core
+    machine: 20,000 local shards (80,000 footers) in 9-16 s, against hours to generate them. What footers cannot see (a part overwritten
     by another valid part of the same table and row count, damage inside data pages) is not caught;
     a query of such a part fails loudly instead."""
     location = _location(run_dir)
@@ -341,7 +342,10 @@ def verify_marked_shards(
                 problems.setdefault(number, []).append(f"{relative} is truncated ({size} bytes)")
             else:
                 checks.append((number, promise))
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # footers are I/O; pyarrow drops the GIL
+    # On an object store each footer is a round trip, so several are read at once; locally the
+    # footer's decoding is the cost (about 0.1-0.2 ms of CPU per part, measured) and threads do not help.
+    workers = 1 if location.local_path is not None else max(1, threads)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         found = pool.map(lambda check: _footer_problem(location, check[1]), checks)
         for (number, _), problem in zip(checks, found, strict=True):
             if problem:
