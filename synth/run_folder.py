@@ -320,10 +320,11 @@ def verify_marked_shards(
     marker that contradicts itself (accepted > trajectories > tasks).
 
     Cheap at 20,000 shards: one listing per table, then only the footers of the files a marker
-    promises (no data page is read), several at a time on an object store. Measured on a 2-core
-    machine: 20,000 local shards (80,000 footers) in 9-16 s, against hours to generate them. What footers cannot see (a part overwritten
-    by another valid part of the same table and row count, damage inside data pages) is not caught;
-    a query of such a part fails loudly instead."""
+    promises (no data page is read), several at a time on an object store. Measured on a shared
+    2-core machine: 20,000 local shards (80,000 footers) in 9-16 s, against hours to make them.
+
+    What footers cannot see (a part overwritten by another valid part of the same table and row
+    count, damage inside data pages) is not caught; a query of such a part fails loudly instead."""
     location = _location(run_dir)
     listed = {table: _listing(location, table) for table in {"tools", *SHARD_TABLES}}
     checks: list[tuple[int, _Promise]] = []
