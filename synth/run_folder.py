@@ -356,6 +356,21 @@ def verify_marked_shards(
     return good, bad
 
 
+def forget_shard(run_dir: Where, name: str) -> list[str]:
+    """Undo a shard so that a resume redoes it from scratch: its marker first (a crash half-way then
+    leaves an unmarked shard, which is redone anyway), then every part file it may have written,
+    so no stale file of an earlier attempt (e.g. failures the redo does not repeat) stays in the
+    views. Returns what was removed, for the log."""
+    location = _location(run_dir)
+    summary = StageSummary(name=name)  # the file names do not depend on the counts
+    removed = []
+    for relative in [f"{MARKERS}/{name}.json", *(f"{p.table}/{p.part}" for p in _promises(summary))]:
+        if location.is_file(relative):
+            location.fs.delete_file(location.path(relative))
+            removed.append(relative)
+    return removed
+
+
 def _listing(location: RunLocation, table: str) -> dict[str, int]:
     """Part file name -> size in bytes, from one listing of the table's folder."""
     selector = pafs.FileSelector(location.path(table), allow_not_found=True, recursive=False)

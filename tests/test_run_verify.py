@@ -17,6 +17,7 @@ from synth.records import Failure
 from synth.run_folder import (
     RunFolderError,
     StageSummary,
+    forget_shard,
     read_marker,
     read_markers,
     scan_markers,
@@ -182,3 +183,19 @@ def test_a_verified_marker_is_the_same_summary(run: Path) -> None:
     assert all(isinstance(s, StageSummary) for s in good)
     assert {s.name: s for s in good} == {s.name: s for s in markers}
     assert json.loads((run / "_done" / "00000.json").read_text())["tasks"] == 2
+
+
+def test_a_forgotten_shard_leaves_no_marker_and_no_part(run: Path) -> None:
+    (run / "tasks" / "part-00001.parquet").unlink()
+    removed = forget_shard(run, "00001")
+    assert removed[0] == "_done/00001.json"
+    assert "trajectories/part-00001.parquet" in removed and "tasks/part-00001.parquet" not in removed
+    assert not list(run.glob("*/part-00001.parquet"))
+    good, bad = _verify(run)
+    assert good == ["00000", "00002", "tools"] and bad == {}
+    assert forget_shard(run, "00001") == []  # nothing left to remove
+
+
+def test_forgetting_the_tools_stage_names_its_own_files(run: Path) -> None:
+    removed = forget_shard(run, "tools")
+    assert removed == ["_done/tools.json", "tools/part-00000.parquet"]
