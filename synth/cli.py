@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +17,9 @@ from synth.cli_tools import tools_app
 from synth.config import ConfigError, check_keys, load_config
 from synth.preflight import check_models_served
 from synth.records import ToolSpec
+
+if TYPE_CHECKING:
+    import duckdb
 
 app = typer.Typer(
     add_completion=False,
@@ -35,6 +40,16 @@ class OutputFormat(StrEnum):
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _read_failed(command: str, exc: duckdb.Error) -> None:
+    """A DuckDB error while reading a run, in one line: a damaged part file is bad input (exit 2),
+    anything else a failure of the command (exit 1). Nothing was written either way."""
+    from synth.store import describe_query_error, is_damage
+
+    damaged = is_damage(exc)
+    prefix = "" if damaged else f"{command} failed, nothing written: "
+    _fail(prefix + describe_query_error(exc), code=2 if damaged else 1)
 
 
 class RunnerChoice(StrEnum):
@@ -141,7 +156,7 @@ def generate(
     except KeyboardInterrupt:
         _fail(f"interrupted; finished shards are kept in {run_dir}: continue with --out {out} --resume", code=130)
         return
-    except (ConfigError, ModelCallError, RunStopped) as exc:
+    except (ConfigError, ModelCallError, RunStopped, RunFolderError) as exc:
         _fail(f"{exc}\nfinished shards are kept in {run_dir}: continue with --out {out} --resume", code=1)
         return
     except OSError as exc:  # the disk or the object store failed under a running shard
@@ -203,22 +218,54 @@ def query(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
     sql: Annotated[str, typer.Argument(help="one read-only SELECT over the run's views")],
     format: Annotated[OutputFormat, typer.Option("--format", help="table | csv | json")] = OutputFormat.table,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000_000, help="rows to print at most; a note says when more matched")
+    ] = 10_000,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB's memory limit, e.g. 512MB or 4GB")
+    ] = "1GB",
+    threads: Annotated[int, typer.Option("--threads", min=1, max=256, help="DuckDB threads")] = 2,
 ) -> None:
-    """Run read-only SQL over tools, agents, tasks, trajectories, verdicts, failures, sft and rl."""
+    """Run read-only SQL over tools, agents, tasks, trajectories, verdicts, failures, sft and rl.
+
+    Queries read the run's own files only, within a memory limit; at most --limit rows are printed."""
     import duckdb
 
-    from synth.output import render
-    from synth.store import NotARunError, ReadOnlyViolation, synth_query
+    from synth.output import UnshowableValue, render
+    from synth.store import (
+        DamagedRunError,
+        NotARunError,
+        QueryLimits,
+        ReadOnlyViolation,
+        describe_query_error,
+        run_query,
+    )
 
+    if not _MEMORY_SIZE.fullmatch(memory_limit.strip()):
+        _fail(f"--memory-limit {memory_limit!r}: give a size such as 512MB or 4GB")
+        return
     try:
-        table = synth_query(run_dir, sql)
-    except (NotARunError, ReadOnlyViolation) as exc:
+        result = run_query(run_dir, sql, QueryLimits(memory=memory_limit.strip(), threads=threads, rows=limit))
+        text = render(result.table, format.value)
+    except (NotARunError, ReadOnlyViolation, DamagedRunError, UnshowableValue) as exc:
         _fail(str(exc))
         return
-    except duckdb.Error as exc:
-        _fail(f"query failed: {exc}")
+    except duckdb.OutOfMemoryException as exc:
+        _fail(
+            f"query needs more than the memory limit ({memory_limit}): {describe_query_error(exc)}; "
+            "narrow it (WHERE, fewer columns, LIMIT) or raise --memory-limit",
+            code=1,
+        )
         return
-    typer.echo(render(table, format.value))
+    except duckdb.Error as exc:
+        _fail(f"query failed: {describe_query_error(exc)}")
+        return
+    typer.echo(text)
+    if result.truncated:
+        typer.echo(f"note: more than {limit:,} rows matched; printed the first {limit:,} (raise --limit)", err=True)
+
+
+_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
 @app.command()
@@ -227,15 +274,20 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """The funnel: tools, agents, tasks, trajectories, accepted, tokens and cost."""
+    import duckdb
+
     from synth.output import render_funnel
     from synth.run_folder import RunFolderError
     from synth.stats import funnel
-    from synth.store import NotARunError
+    from synth.store import DamagedRunError, NotARunError
 
     try:
         figures = funnel(run_dir)
-    except (NotARunError, RunFolderError) as exc:
+    except (NotARunError, RunFolderError, DamagedRunError) as exc:
         _fail(str(exc))
+        return
+    except duckdb.Error as exc:
+        _read_failed("stats", exc)
         return
     typer.echo(json.dumps(figures, indent=2) if as_json else render_funnel(figures))
 
@@ -265,7 +317,7 @@ def export(
     import duckdb
 
     from synth.export import ExportError, export_run
-    from synth.store import NotARunError
+    from synth.store import DamagedRunError, NotARunError
 
     try:
         result = export_run(
@@ -278,10 +330,13 @@ def export(
             force=force,
             reasoning=reasoning,
         )
-    except (NotARunError, ExportError) as exc:
+    except (NotARunError, ExportError, DamagedRunError) as exc:
         _fail(str(exc))
         return
-    except (duckdb.Error, OSError) as exc:
+    except duckdb.Error as exc:
+        _read_failed("export", exc)
+        return
+    except OSError as exc:
         _fail(f"export failed, nothing written: {exc}", code=1)
         return
     typer.echo(f"wrote {result.rows} rows ({result.format}) to {result.path}")
@@ -301,14 +356,17 @@ def report(
 
     from synth.report import ReportError, build_report
     from synth.run_folder import RunFolderError
-    from synth.store import NotARunError
+    from synth.store import DamagedRunError, NotARunError
 
     try:
         result = build_report(run_dir, to, per_outcome=sample, top=top)
-    except (NotARunError, RunFolderError, ReportError) as exc:
+    except (NotARunError, RunFolderError, ReportError, DamagedRunError) as exc:
         _fail(str(exc))
         return
-    except (duckdb.Error, OSError) as exc:
+    except duckdb.Error as exc:
+        _read_failed("report", exc)
+        return
+    except OSError as exc:
         _fail(f"report failed, nothing written: {exc}", code=1)
         return
     typer.echo(f"wrote {result.path} ({result.bytes:,} bytes, {result.sampled} trajectories sampled)")
@@ -384,6 +442,7 @@ def serve_offline(
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'fault rates'}: {e['msg']}" for e in exc.errors())
         _fail(f"serve-offline: {problems}")
         return
+    listener = _listen(host, port)
     mode = [f"latency {latency_ms:g} ms"] + (["canned answers"] if canned else [])
     if max_concurrency is not None:
         mode.append(f"at most {max_concurrency} at once, then {'429' if over_capacity == 'reject' else 'queue'}")
@@ -392,4 +451,31 @@ def serve_offline(
         mode.append(f"emulating {emulate}: {', '.join(emulator.model_ids())}")
     typer.echo(f"offline model on http://{host}:{port}/v1 ({', '.join(mode)}; Ctrl-C to stop)", err=True)
     model = OfflineModel(faults, bench=bench, emulator=emulator)
-    uvicorn.run(model.app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(model.app, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, made here so that a bad port or a port in use is one line (not
+    uvicorn's log and exit) and so that no other process can take the port before uvicorn starts."""
+    if not 1 <= port <= 65535:
+        _fail(f"--port {port}: a port is a number from 1 to 65535")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError) as exc:
+        _fail(f"--host {host!r}: not an interface this machine knows ({exc})")
+        raise  # unreachable: _fail exits
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does; a live listener still wins
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        reason = exc.strerror or str(exc)
+        _fail(
+            f"serve-offline cannot listen on {host}:{port}: {reason}; choose another --port (or stop what holds it)", 1
+        )
+    return listener

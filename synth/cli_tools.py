@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 tools_app = typer.Typer(no_args_is_help=True, help="Build, import, validate and deduplicate tool specs.")
 
 
+MAX_TOOLS_TARGET = 1_000_000
+"""Tools one `synth tools generate` may make: all are kept in memory until deduplicated and written."""
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -41,6 +45,12 @@ def generate_tools(
     from synth.run_folder import RunFolderError, prepare_run_folder
     from synth.runners.tool_repository import build_tool_repository
 
+    if target > MAX_TOOLS_TARGET:
+        _fail(
+            f"--target {target:,}: at most {MAX_TOOLS_TARGET:,} tools per repository "
+            "(every tool is held in memory for deduplication); build several repositories and import them"
+        )
+        return
     flags = {"preset": preset, "run.seed": seed, "run.tools_per_domain": per_domain, "run.concurrency": 64}
     try:
         settings = load_config(config, os.environ, flags)
@@ -155,6 +165,8 @@ def dedup_tools(
     threshold: Annotated[float, typer.Option(help="near-duplicate Jaccard threshold", min=0.1, max=1.0)] = 0.8,
 ) -> None:
     """Merge exact and near-duplicate tools in place; the merges go to dedup-report.json."""
+    import pyarrow as pa
+
     from synth.store import NotARunError, read_table, require_run, shard_paths, write_shard
     from synth.toolrepo.dedup import dedup
 
@@ -164,7 +176,13 @@ def dedup_tools(
         _fail(str(exc))
         return
     old = shard_paths(folder, "tools")
-    report = dedup(read_table(folder, "tools"), threshold)  # type: ignore[arg-type]
+    try:
+        tools = read_table(folder, "tools")
+    except (pa.ArrowException, OSError) as exc:
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        _fail(f"{folder / 'tools'}: a part file cannot be read ({first}); restore it, nothing was changed")
+        return
+    report = dedup(tools, threshold)  # type: ignore[arg-type]
     # The new shard lands before the old ones go, so a crash leaves duplicates, never a loss.
     written = write_shard(folder, "tools", f"dedup-{len(report.kept)}-{len(report.merged)}", report.kept)
     for path in old:
@@ -177,14 +195,16 @@ def dedup_tools(
 @tools_app.command("stats")
 def tools_stats(repo: Annotated[Path, typer.Argument(help="a tool repository folder")]) -> None:
     """Tools per source, effect and category; domain count."""
-    from synth.store import NotARunError, open_catalog, require_run
+    import duckdb
+
+    from synth.store import DamagedRunError, NotARunError, describe_query_error, is_damage, open_catalog, require_run
 
     try:
         folder = require_run(repo)
-    except NotARunError as exc:
+        con = open_catalog(folder)
+    except (NotARunError, DamagedRunError) as exc:
         _fail(str(exc))
         return
-    con = open_catalog(folder)
     try:
         total, categories, domains = con.sql(
             "SELECT count(*), count(DISTINCT category), count(DISTINCT domain) FROM tools"
@@ -205,6 +225,9 @@ def tools_stats(repo: Annotated[Path, typer.Argument(help="a tool repository fol
             "SELECT count(*) FROM (SELECT domain FROM tools WHERE domain <> '' GROUP BY domain "
             "HAVING bool_or(source = 'synthetic') AND bool_or(source NOT IN ('synthetic', 'sandbox')))"
         ).fetchall()[0][0]
+    except duckdb.Error as exc:
+        _fail(describe_query_error(exc), code=2 if is_damage(exc) else 1)
+        return
     finally:
         con.close()
     typer.echo(f"{total} tools, {categories} categories, {domains} domains")

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from simulators.tool_simulator import OutcomeRates
 from synth.llm.offline.faults import FaultConfig
@@ -25,6 +26,19 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message names the field and what to do."""
 
 
+RUN_LIMITS: Mapping[str, tuple[int, str]] = {
+    "tasks": (100_000_000, "a run plans every task slot before it starts; split a bigger job into several runs"),
+    "domains": (100_000, "more domains than any taxonomy holds"),
+    "tasks_per_agent": (10_000, "an agent's tasks share one shard"),
+    "max_turns": (10_000, "an episode is held in memory while it runs"),
+    "max_tool_calls": (100_000, "an episode is held in memory while it runs"),
+    "max_tokens": (100_000_000, "far past any model's context"),
+    "concurrency": (100_000, "each task slot in flight holds memory and a connection"),
+    "shard_size": (1_000_000, "a shard's records are held in memory until it is written"),
+}
+"""Upper bounds on planned work, checked before anything is allocated: value, and why."""
+
+
 class RoleOverride(BaseModel):
     """Per-role changes to the preset's endpoint (e.g. a stronger judge)."""
 
@@ -36,10 +50,10 @@ class RoleOverride(BaseModel):
     api_key_env: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     thinking: bool | None = Field(default=None, description="reason first, on models that can switch it")
-    max_concurrency: int | None = Field(default=None, gt=0)
-    timeout_s: float | None = Field(default=None, gt=0)
-    max_retries: int | None = Field(default=None, ge=0)
-    max_backoff_s: float | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, gt=0, le=100_000)
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    max_backoff_s: float | None = Field(default=None, gt=0, le=3_600)
 
     @field_validator("base_url")
     @classmethod
@@ -55,6 +69,14 @@ class RunConfig(BaseModel):
     """How big the run is and what it keeps."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator(*RUN_LIMITS, mode="after")
+    @classmethod
+    def _within_limits(cls, value: int | None, info: ValidationInfo) -> int | None:
+        limit, why = RUN_LIMITS[str(info.field_name)]
+        if value is not None and value > limit:
+            raise PydanticCustomError("limit", "at most {limit} ({why})", {"limit": f"{limit:,}", "why": why})
+        return value
 
     tasks: int = Field(default=120, ge=1, description="tasks to roll out")
     seed: int = Field(default=0, ge=0, description="run seed; every call's seed derives from it")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import datetime
+import decimal
 import io
 import json
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -14,10 +18,61 @@ from synth.stats import describe_reasoning
 _MAX_CELL = 60
 
 
+class UnshowableValue(ValueError):
+    """A value Python cannot hold (e.g. a date past year 9999); the message names the column."""
+
+
+def python_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows as Python dicts, column by column so that a value Python cannot hold (a date past
+    year 9999, a timestamp out of range) is an UnshowableValue naming its column and the remedy."""
+    columns: dict[str, list[Any]] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        try:
+            columns[name] = column.to_pylist()
+        except (OverflowError, ValueError, pa.ArrowException) as exc:
+            raise UnshowableValue(
+                f"column {name!r} ({column.type}) holds a value Python cannot show ({exc}); "
+                f"cast it to text in the query, e.g. {name}::VARCHAR"
+            ) from None
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as plain JSON: NaN and infinities as the strings "NaN", "Infinity", "-Infinity";
+    dates, times and timestamps as ISO 8601 strings; decimals as exact strings; bytes as base64;
+    intervals as {months, days, nanoseconds}; maps (lists of key/value pairs) as lists of pairs."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, pa.MonthDayNano):
+        return {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, datetime.date | datetime.time):  # datetime is a date too
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return str(value)  # UUIDs and anything else DuckDB may hand over
+
+
 def render(table: pa.Table, fmt: str) -> str:
-    rows = table.to_pylist()
+    """`table` as an aligned text table, CSV or a JSON array (always valid JSON, see `json_safe`);
+    UnshowableValue for a value Python cannot hold."""
+    rows = python_rows(table)
     if fmt == "json":
-        return json.dumps(rows, indent=2, default=str, ensure_ascii=False)
+        return json.dumps(json_safe(rows), indent=2, ensure_ascii=False, allow_nan=False)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -34,7 +89,8 @@ def render(table: pa.Table, fmt: str) -> str:
 
 
 def _cell(value: Any, limit: int | None) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    safe = json_safe(value)  # a float NaN, a date, a decimal... print as their own text, unquoted
+    text = safe if isinstance(safe, str) else json.dumps(safe, ensure_ascii=False, allow_nan=False)
     if value is None:
         text = ""
     if limit is not None and len(text) > limit:

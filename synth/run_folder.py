@@ -7,17 +7,23 @@ takes a `Path`, a str (path or URI) or a `RunLocation`, and writes atomically th
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
 
-from pydantic import BaseModel, Field
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field, ValidationError
 
 import synth
 from synth.config import SynthConfig
 from synth.records import Role, Usage
 from synth.store import RUN_FILE, SCHEMA_VERSION
 from synth.store.location import RunLocation
+from synth.store.ownership import enclosing_run
 
 Where = Path | str | RunLocation
 
@@ -54,6 +60,13 @@ def prepare_run_folder(run_dir: Where, config: SynthConfig) -> Path | RunLocatio
             raise RunFolderError(f"{location} is not empty; choose a new --out folder")
     except OSError as exc:
         raise RunFolderError(f"{location}: cannot look at the run folder: {exc}") from None
+    if location.local_path is not None:
+        holder = enclosing_run(location.local_path.parent)
+        if holder is not None:
+            raise RunFolderError(
+                f"{location} is inside the run folder {holder}, which only synth itself writes; "
+                "choose an --out outside it"
+            )
     try:
         location.make_dirs()
     except OSError as exc:
@@ -123,9 +136,16 @@ def read_run_info(run_dir: Where) -> dict[str, Any]:
     try:
         info = json.loads(location.read_bytes(RUN_FILE))
     except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{location.display(RUN_FILE)}: unreadable run file: {exc}") from None
+        raise RunFolderError(
+            f"{location.display(RUN_FILE)}: unreadable run file ({exc}); restore it from a backup"
+        ) from None
     if not isinstance(info, dict):
         raise RunFolderError(f"{location.display(RUN_FILE)}: not a synth run file (expected a JSON object)")
+    if not isinstance(info.get("config"), dict):
+        raise RunFolderError(
+            f"{location.display(RUN_FILE)}: damaged run file (no `config` object, which every run records); "
+            "restore it from a backup or start a new run"
+        )
     return info
 
 
@@ -178,18 +198,216 @@ def write_marker(run_dir: Where, summary: StageSummary) -> None:
 
 
 def read_marker(run_dir: Where, name: str) -> StageSummary | None:
-    """The summary of a completed unit of work, or None when it has not completed."""
+    """The summary of a completed unit of work, or None when it has not completed; a damaged
+    marker is a RunFolderError naming its file (see `scan_markers` to skip damaged ones instead)."""
     location = _location(run_dir)
     relative = f"{MARKERS}/{name}.json"
     if not location.is_file(relative):
         return None
-    return StageSummary.model_validate_json(location.read_bytes(relative))
+    summary, problem = _parse_marker(location, f"{name}.json")
+    if summary is None:
+        raise RunFolderError(_damaged(location, f"{name}.json", problem))
+    return summary
 
 
 def read_markers(run_dir: Where) -> list[StageSummary]:
-    """Every completed unit of work's summary, by name (one listing, then one read per marker)."""
+    """Every completed unit of work's summary, by name (one listing, then one read per marker);
+    a damaged marker is a RunFolderError naming its file."""
     location = _location(run_dir)
+    good, damaged = scan_markers(location)
+    if damaged:
+        name, problem = damaged[0]
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise RunFolderError(_damaged(location, f"{name}.json", problem) + more)
+    return good
+
+
+def scan_markers(run_dir: Where) -> tuple[list[StageSummary], list[tuple[str, str]]]:
+    """The readable done-markers, and (name, problem) for each damaged one: not JSON, wrong or
+    missing fields, negative counts, or a `name` that is not its file's. A resumed run treats a
+    damaged marker as no marker (its unit of work is redone)."""
+    location = _location(run_dir)
+    good: list[StageSummary] = []
+    damaged: list[tuple[str, str]] = []
+    for file_name in location.list(MARKERS, "*.json"):
+        summary, problem = _parse_marker(location, file_name)
+        if summary is None:
+            damaged.append((file_name.removesuffix(".json"), problem))
+        else:
+            good.append(summary)
+    return good, damaged
+
+
+def _parse_marker(location: RunLocation, file_name: str) -> tuple[StageSummary | None, str]:
+    try:
+        summary = StageSummary.model_validate_json(location.read_bytes(f"{MARKERS}/{file_name}"))
+    except OSError as exc:
+        return None, f"unreadable: {exc}"
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return None, f"{where}: {first['msg']}" if where else first["msg"]
+    expected = file_name.removesuffix(".json")
+    if summary.name != expected:
+        return None, f"name {summary.name!r} is not its file's ({expected!r})"
+    negative = [field for field in ("tasks", "trajectories", "accepted", "failures") if getattr(summary, field) < 0]
+    if negative:
+        return None, f"{negative[0]}: negative count"
+    return summary, ""
+
+
+def _damaged(location: RunLocation, file_name: str, problem: str) -> str:
+    return (
+        f"{location.display(f'{MARKERS}/{file_name}')}: damaged done-marker ({problem}); "
+        "delete it and continue the run with --resume to redo that shard"
+    )
+
+
+# ---------------------------------------------------------------- what markers promise
+
+TOOLS_MARKER = "tools"
+"""The tools stage's marker; its tools are `tools/part-00000.parquet`, its failures `failures/part-tools.parquet`."""
+
+SHARD_TABLES = ("agents", "tasks", "trajectories", "verdicts", "failures")
+"""The tables a task shard writes, each as `<table>/part-<shard>.parquet` (no file when it has no rows)."""
+
+
+@dataclass(frozen=True)
+class _Promise:
+    """What one marker promises about one part file: exactly `rows` rows (None: any), at least `least`."""
+
+    table: str
+    part: str
+    rows: int | None
+    least: int = 0
+
+
+def _promises(summary: StageSummary) -> list[_Promise]:
+    """What each table must hold for `summary`. A marker records tasks, trajectories, accepted and
+    failures, so:
+    - tasks: exactly `tasks` rows; trajectories: exactly `trajectories`;
+    - verdicts: exactly `trajectories` (every kept trajectory has its verdict; `accepted` is a value
+      inside the rows, which footers cannot count, so it is checked only as accepted <= trajectories);
+    - failures: exactly `failures` (an empty table writes no file, so 0 means no file or an empty one);
+    - agents: not counted by the marker; at least one when the shard has tasks (a shard may
+      legitimately build no agent, e.g. every build failed, and then has no tasks either);
+    - the tools stage: at least one tool in `tools/part-00000.parquet` (no run works without tools,
+      so an empty stage is worth redoing) and exactly `failures` rows in `failures/part-tools.parquet`."""
+    if summary.name == TOOLS_MARKER:
+        return [
+            _Promise("tools", "part-00000.parquet", None, 1),
+            _Promise("failures", "part-tools.parquet", summary.failures),
+        ]
+    part = f"part-{summary.name}.parquet"
     return [
-        StageSummary.model_validate_json(location.read_bytes(f"{MARKERS}/{name}"))
-        for name in location.list(MARKERS, "*.json")
+        _Promise("agents", part, None, 1 if summary.tasks else 0),
+        _Promise("tasks", part, summary.tasks),
+        _Promise("trajectories", part, summary.trajectories),
+        _Promise("verdicts", part, summary.trajectories),
+        _Promise("failures", part, summary.failures),
     ]
+
+
+_PARQUET_MIN_BYTES = 12  # "PAR1" + footer length + "PAR1": anything shorter cannot be a Parquet file
+
+
+def verify_marked_shards(
+    run_dir: Where, markers: list[StageSummary], threads: int = 8
+) -> tuple[list[StageSummary], list[tuple[StageSummary, str]]]:
+    """Split `markers` into those whose files hold what they promise and (marker, reason) for the
+    others: a part file missing, too short, with an unreadable Parquet footer, written for another
+    table, or with a row count other than its marker's (see `_promises` for the rule per table); or a
+    marker that contradicts itself (accepted > trajectories > tasks).
+
+    Cheap at 20,000 shards: one listing per table, then only the footers of the files a marker
+    promises (no data page is read), several at a time on an object store. Measured on a shared
+    2-core machine: 20,000 local shards (80,000 footers) in 9-16 s, against hours to make them.
+
+    What footers cannot see (a part overwritten by another valid part of the same table and row
+    count, damage inside data pages) is not caught; a query of such a part fails loudly instead."""
+    location = _location(run_dir)
+    listed = {table: _listing(location, table) for table in {"tools", *SHARD_TABLES}}
+    checks: list[tuple[int, _Promise]] = []
+    problems: dict[int, list[str]] = {}
+    for number, summary in enumerate(markers):
+        own = _contradictions(summary)
+        if own:
+            problems.setdefault(number, []).append(own)
+        for promise in _promises(summary):
+            size = listed[promise.table].get(promise.part)
+            relative = f"{promise.table}/{promise.part}"
+            if size is None:
+                if (promise.rows or 0) > 0 or promise.least > 0:
+                    problems.setdefault(number, []).append(f"{relative} is missing (its marker says {_said(promise)})")
+            elif size < _PARQUET_MIN_BYTES:
+                problems.setdefault(number, []).append(f"{relative} is truncated ({size} bytes)")
+            else:
+                checks.append((number, promise))
+    # On an object store each footer is a round trip, so several are read at once; locally the
+    # footer's decoding is the cost (about 0.1-0.2 ms of CPU per part, measured) and threads do not help.
+    workers = 1 if location.local_path is not None else max(1, threads)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = pool.map(lambda check: _footer_problem(location, check[1]), checks)
+        for (number, _), problem in zip(checks, found, strict=True):
+            if problem:
+                problems.setdefault(number, []).append(problem)
+    good = [summary for number, summary in enumerate(markers) if number not in problems]
+    bad = [(summary, "; ".join(problems[number])) for number, summary in enumerate(markers) if number in problems]
+    return good, bad
+
+
+def forget_shard(run_dir: Where, name: str) -> list[str]:
+    """Undo a shard so that a resume redoes it from scratch: its marker first (a crash half-way then
+    leaves an unmarked shard, which is redone anyway), then every part file it may have written,
+    so no stale file of an earlier attempt (e.g. failures the redo does not repeat) stays in the
+    views. Returns what was removed, for the log."""
+    location = _location(run_dir)
+    summary = StageSummary(name=name)  # the file names do not depend on the counts
+    removed = []
+    for relative in [f"{MARKERS}/{name}.json", *(f"{p.table}/{p.part}" for p in _promises(summary))]:
+        if location.is_file(relative):
+            location.fs.delete_file(location.path(relative))
+            removed.append(relative)
+    return removed
+
+
+def _listing(location: RunLocation, table: str) -> dict[str, int]:
+    """Part file name -> size in bytes, from one listing of the table's folder."""
+    selector = pafs.FileSelector(location.path(table), allow_not_found=True, recursive=False)
+    return {
+        info.base_name: info.size or 0
+        for info in location.fs.get_file_info(selector)
+        if info.type == pafs.FileType.File and info.base_name.startswith("part-")
+    }
+
+
+def _contradictions(summary: StageSummary) -> str:
+    if summary.accepted > summary.trajectories:
+        return f"marker says {summary.accepted} accepted of {summary.trajectories} trajectories"
+    if summary.name != TOOLS_MARKER and summary.trajectories > summary.tasks:
+        return f"marker says {summary.trajectories} trajectories of {summary.tasks} tasks"
+    return ""
+
+
+def _said(promise: _Promise) -> str:
+    return f"{promise.rows} rows" if promise.rows is not None else f"at least {promise.least}"
+
+
+def _footer_problem(location: RunLocation, promise: _Promise) -> str:
+    relative = f"{promise.table}/{promise.part}"
+    try:
+        metadata = pq.read_metadata(location.path(relative), filesystem=location.fs)
+    except (pa.ArrowException, OSError) as exc:
+        return f"{relative} is not readable Parquet ({_first_line(exc)})"
+    written_for = (metadata.metadata or {}).get(b"synth.table")
+    if written_for is not None and written_for != promise.table.encode():
+        return f"{relative} holds the {written_for.decode(errors='replace')!r} table"
+    rows = metadata.num_rows
+    if (promise.rows is not None and rows != promise.rows) or rows < promise.least:
+        return f"{relative} holds {rows} rows, its marker says {_said(promise)}"
+    return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -34,6 +34,15 @@ def test_generate_a_small_repository_is_queryable(runner: CliRunner, tmp_path: P
     assert stats.exit_code == 0 and "categories" in stats.output
 
 
+def test_generate_writes_its_target_not_a_whole_batch(runner: CliRunner, tmp_path: Path) -> None:
+    # A batch of the seed taxonomy's domains made ~2,000 tools for --target 30 while the progress said 30/30.
+    out = tmp_path / "repo"
+    result = runner.invoke(app, ["tools", "generate", "--out", str(out), "--target", "30", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(read_table(out, "tools")) == 30
+    assert f"{out}: 30 tools" in result.output
+
+
 def test_import_writes_accepted_and_reports_rejected(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "imported"
     result = runner.invoke(app, ["tools", "import", str(FIXTURES), "--out", str(out)])

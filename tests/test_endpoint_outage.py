@@ -110,3 +110,33 @@ def test_an_unreachable_endpoint_is_named_in_one_line(tmp_path: Path, monkeypatc
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "[judge]" in errors[0] and "127.0.0.1:1" in errors[0], output
     assert not list((tmp_path / "run" / "_done").glob("0*.json"))
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "marker"])
+def test_resume_redoes_a_shard_whose_files_do_not_hold_what_its_marker_says(
+    damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "small.toml"
+    config.write_text("[run]\ntasks = 8\nshard_size = 4\ndomains = 3\nseed = 5\n")
+    run = tmp_path / "run"
+    code, output = _generate(config, run)
+    assert code == 0, output
+    before = _accepted(run)
+    part = run / "trajectories" / "part-00001.parquet"
+    if damage == "delete":
+        part.unlink()
+    elif damage == "truncate":
+        part.write_bytes(part.read_bytes()[:100])
+    else:
+        (run / "_done" / "00001.json").write_text("{not json")
+
+    result = CliRunner().invoke(
+        app, ["generate", "--out", str(run), "--config", str(config), "--runner", "inline", "--resume"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "shard 00001 will be redone" in result.output and "(done)" in result.output
+    assert _accepted(run) == before
+    assert funnel(run)["unaccounted_tasks"] == 0

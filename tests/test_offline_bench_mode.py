@@ -317,17 +317,26 @@ def test_serve_offline_flags_build_the_model(monkeypatch: pytest.MonkeyPatch) ->
             super().__init__(faults, **kwargs)
             built["faults"], built["bench"] = faults, kwargs["bench"]
 
+    import socket
+
     import uvicorn
 
+    def serve(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        assert sockets is not None  # the command binds the port itself (one-line errors), uvicorn serves it
+        built["port"] = sockets[0].getsockname()[1]
+
+    with socket.socket() as probe:  # a port that is free now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     monkeypatch.setattr(synth.llm.offline, "OfflineModel", Recorder)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: built.update(options))
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
     result = CliRunner().invoke(
         cli_app,
-        ["serve-offline", "--port", "8123", "--latency-ms", "250", "--max-concurrency", "8", "--canned"]
+        ["serve-offline", "--port", str(port), "--latency-ms", "250", "--max-concurrency", "8", "--canned"]
         + ["--rate-limit", "0.1", "--server-error", "0.05", "--over-capacity", "wait"],
     )
     assert result.exit_code == 0, result.output
-    assert built["port"] == 8123
+    assert built["port"] == port
     assert built["faults"].latency_s == 0.25
     assert built["faults"].rate_limit == 0.1 and built["faults"].server_error == 0.05
     assert built["bench"] == BenchConfig(max_concurrency=8, over_capacity="wait", canned=True)

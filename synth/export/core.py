@@ -27,7 +27,8 @@ from synth.export.sharegpt import sharegpt_example
 from synth.export.sinks import JsonLinesSink, ParquetSink, Sink, atomic_target
 from synth.export.trainers import skyrl_example, trl_example, verifiers_example, verl_example, write_verl_configs
 from synth.export.where import UnsafeWhere, filter_statement
-from synth.store import open_catalog, require_run
+from synth.store import DamagedRunError, describe_query_error, is_damage, open_catalog, require_run
+from synth.store.ownership import InsideRunError, refuse_inside_run
 
 BATCH_ROWS = 1000
 """Rows per Arrow batch fetched from DuckDB (and per write)."""
@@ -137,6 +138,10 @@ def _format(name: str) -> ExportFormat:
 
 
 def _target(to: Path, force: bool) -> Path:
+    try:
+        refuse_inside_run(to, "--to")
+    except InsideRunError as exc:
+        raise ExportError(str(exc)) from None
     to = to.expanduser().absolute()
     if not to.parent.is_dir():
         raise ExportError(f"{to.parent} does not exist (or is not a folder); create it first")
@@ -177,6 +182,8 @@ def _reader(
         assert relation is not None
         return relation.to_arrow_reader(rows)
     except duckdb.Error as exc:
+        if is_damage(exc):
+            raise DamagedRunError(describe_query_error(exc)) from None
         # The query itself is fixed; what fails to bind is the user's --where (an unknown column...).
         if where is not None:
             raise ExportError(f"--where {where!r} does not work on this export: {exc}") from None

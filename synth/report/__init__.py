@@ -15,6 +15,7 @@ from synth.report.collect import ReportData, collect
 from synth.report.page import render_page
 from synth.store import require_run
 from synth.store.location import RunLocation
+from synth.store.ownership import InsideRunError, refuse_inside_run
 
 
 class ReportError(ValueError):
@@ -48,6 +49,10 @@ def write_atomically(target: Path, text: str) -> int:
 
 
 def _target(to: Path) -> Path:
+    try:
+        refuse_inside_run(to, "--to")
+    except InsideRunError as exc:
+        raise ReportError(str(exc)) from None
     to = Path(to).expanduser().absolute()
     if not to.parent.is_dir():
         raise ReportError(f"{to.parent} does not exist (or is not a folder); create it first")

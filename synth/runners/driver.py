@@ -23,11 +23,19 @@ from typing import Any, Literal
 from synth.config import SynthConfig
 from synth.llm.client import endpoint_limits
 from synth.records import ToolSpec, Usage
-from synth.run_folder import StageSummary, finish_run_info, read_markers, read_run_info, write_run_info
+from synth.run_folder import (
+    StageSummary,
+    finish_run_info,
+    forget_shard,
+    read_run_info,
+    scan_markers,
+    verify_marked_shards,
+    write_run_info,
+)
 from synth.runners.budget import ShardOutcome
 from synth.runners.plan import plan_shards
 from synth.runners.pools import InlinePool, RayPool, WorkerPool
-from synth.runners.shard import tools_stage
+from synth.runners.shard import TOOLS_MARKER, tools_stage
 from synth.store.location import RunLocation
 
 Runner = Literal["inline", "ray"]
@@ -115,7 +123,7 @@ async def generate(
     report = say or (lambda line: None)
     plans = plan_shards(config.run)
     tally = _Tally(config.run.tasks, report)
-    marked = {summary.name: summary for summary in read_markers(location)}  # one listing, not one look-up a shard
+    marked = {summary.name: summary for summary in _trusted_markers(location, report)}
     todo = [plan for plan in plans if plan.name not in marked]
     started = time.perf_counter()
     stopped_for_budget, stopped = False, None
@@ -154,6 +162,24 @@ async def generate(
             models.update(summary.models)
         finish_run_info(location, usage, models)  # type: ignore[arg-type]
     return result
+
+
+def _trusted_markers(location: RunLocation, report: Say) -> list[StageSummary]:
+    """The done-markers whose files hold what they promise. A damaged marker, or a shard whose
+    parts are missing, truncated or of the wrong size, is undone (marker, then parts) and redone,
+    saying so; if the tools are among them, every shard is redone (its agents drew on them)."""
+    markers, damaged = scan_markers(location)  # one listing, not one look-up a shard
+    if not markers and not damaged:
+        return []
+    good, bad = verify_marked_shards(location, markers)
+    problems = [(name, problem) for name, problem in damaged] + [(s.name, reason) for s, reason in bad]
+    if any(name == TOOLS_MARKER for name, _ in problems):
+        problems += [(s.name, "its tools are being made again") for s in good if s.name != TOOLS_MARKER]
+        good = []
+    for name, problem in problems:
+        report(f"  {'tools' if name == TOOLS_MARKER else 'shard ' + name} will be redone: {problem}")
+        forget_shard(location, name)
+    return good
 
 
 async def _drive(pool: WorkerPool, tally: _Tally, max_cost_usd: float | None) -> bool:

@@ -35,7 +35,7 @@ class RepositorySummary:
 async def build_tool_repository(
     config: SynthConfig, out_dir: Path, target: int, env: Mapping[str, str], progress: Progress | None = None
 ) -> RepositorySummary:
-    """At least `target` unique, valid tools (fewer only if the generator stalls) into `out_dir`."""
+    """Exactly `target` unique, valid tools (fewer only if the generator stalls) into `out_dir`."""
     report = progress or (lambda stage, done, total: None)
     client = build_client(config, env)
     ctx = build_context(config, client)
@@ -51,12 +51,14 @@ async def build_tool_repository(
         index = NearDuplicateIndex()
         kept: list[ToolSpec] = []
         merged: list[Merge] = []
-        used_domains: set[str] = set()
         batch = max(64, (config.run.concurrency or 32) * 4)
-        for start in range(0, len(domains), batch):
-            if len(kept) >= target:
-                break
-            chunk = domains[start : start + batch]
+        start = 0
+        while start < len(domains) and len(kept) < target:
+            # No more domains than the tools still missing need (the seed taxonomy alone holds
+            # hundreds of domains: a whole batch of them made ~2,000 tools for --target 30).
+            needed = math.ceil((target - len(kept)) * _SLACK / per_domain)
+            chunk = domains[start : start + min(batch, needed)]
+            start += len(chunk)
             lists = await bounded(
                 (generate_domain_tools(category, domain, per_domain, ctx) for category, domain in chunk),
                 config.run.concurrency or 32,
@@ -67,12 +69,13 @@ async def build_tool_repository(
                     match = index.add(tool)
                     if match is None:
                         kept.append(tool)
-                        used_domains.add(tool.domain)
                     else:
                         merged.append(match)
             report("tools", min(len(kept), target), target)
     finally:
         await client.aclose()
+    kept = kept[:target]  # the last chunk may overshoot: the repository holds what was asked for
+    used_domains = {tool.domain for tool in kept}
     for number, begin in enumerate(range(0, len(kept), SHARD_TOOLS)):
         write_shard(out_dir, "tools", f"{number:05d}", kept[begin : begin + SHARD_TOOLS])
     failures = len(ctx.failures)

@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 
 from synth.store.location import NotLocalError, local_run_path
 from synth.store.parquet import SHARD_GLOB, shard_paths
-from synth.store.readonly import read_only_statement
 from synth.store.rl_view import rl_view_sql
 from synth.store.schema import SCHEMA_VERSION, TABLES, schema_for
 
@@ -34,19 +33,66 @@ class NotARunError(ValueError):
     """The folder given is not a synth run (it has no run.json)."""
 
 
-def open_catalog(run_dir: Path) -> duckdb.DuckDBPyConnection:
+class DamagedRunError(ValueError):
+    """A part file of the run cannot be read as what it should be; the message names it."""
+
+
+DAMAGE_HINT = "restore the file, or move it away and resume the run (synth generate --out RUN --resume) to redo it"
+
+
+def describe_query_error(exc: duckdb.Error) -> str:
+    """A DuckDB error as one line: its first line (DuckDB adds the SQL, a caret, candidate names
+    on the next ones), with the remedy when it names a part file of the run that is damaged."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"a part file of the run is damaged: {first}; {DAMAGE_HINT}" if is_damage(exc) else first
+
+
+def is_damage(exc: duckdb.Error) -> bool:
+    """Whether a DuckDB error is about a part file that cannot be read (not about the query)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return ".parquet" in first and isinstance(exc, duckdb.InvalidInputException | duckdb.IOException)
+
+
+def open_catalog(
+    run_dir: Path,
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    temp_directory: Path | None = None,
+    spill_limit: str | None = None,
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the views of `run_dir`: one per table (empty but typed
-    when the table has no shard yet) plus `sft` and `rl`. File access is limited to `run_dir`."""
+    when the table has no shard yet) plus `sft` and `rl`. File access is limited to `run_dir`, and
+    to `temp_directory` (DuckDB's spill folder, which DuckDB always lets queries read): without
+    one, nothing spills to disk. `memory_limit` ("1GB") and `threads` bound DuckDB itself."""
     run_dir = require_run(run_dir)
-    con = duckdb.connect(":memory:")
+    settings: dict[str, str | bool | int | float | list[str]] = {
+        "temp_directory": str(temp_directory) if temp_directory is not None else "",
+    }
+    if memory_limit is not None:
+        settings["memory_limit"] = memory_limit
+    if threads is not None:
+        settings["threads"] = threads
+    if spill_limit is not None and temp_directory is not None:
+        settings["max_temp_directory_size"] = spill_limit
+    # Set at connect time: DuckDB's default temp folder is `.tmp` under the working directory,
+    # which queries could otherwise read (and where a spill would write).
+    con = duckdb.connect(":memory:", config=settings)
     try:
         # run.json is read once: a run begun with an older schema merges every table's shards.
         info = _run_info(run_dir)
         current_schema = (info or {}).get("schema_version") == SCHEMA_VERSION
         for table in TABLES:
             _table_view(con, run_dir, table, current_schema)
-        con.execute(_SFT)
-        con.execute(rl_view_sql(_OPENAI_TOOLS, info))
+        try:
+            con.execute(_SFT)
+            con.execute(rl_view_sql(_OPENAI_TOOLS, info))
+        except duckdb.BinderException as exc:  # a table whose shards lack synth's columns
+            raise DamagedRunError(
+                f"{run_dir}: the run's tables do not have synth's columns ({describe_query_error(exc)}); "
+                f"a part file was replaced or damaged: {DAMAGE_HINT}"
+            ) from None
         _harden(con, run_dir)
     except BaseException:
         con.close()
@@ -65,17 +111,6 @@ def require_run(run_dir: Path) -> Path:
     return run_dir
 
 
-def synth_query(run_dir: Path, sql: str) -> pa.Table:
-    """The result of one read-only statement over the run's views; ReadOnlyViolation for anything
-    that is not a single SELECT (or EXPLAIN of one)."""
-    statement = read_only_statement(sql)
-    con = open_catalog(run_dir)
-    try:
-        return con.sql(statement).to_arrow_table()
-    finally:
-        con.close()
-
-
 def _table_view(con: duckdb.DuckDBPyConnection, run_dir: Path, table: str, current_schema: bool) -> None:
     shards = shard_paths(run_dir, table)
     if not shards:
@@ -84,11 +119,34 @@ def _table_view(con: duckdb.DuckDBPyConnection, run_dir: Path, table: str, curre
         con.register(table, schema_for(table).empty_table())
         return
     pattern = _sql_string(f"{run_dir / table}/{SHARD_GLOB}")
-    union = ", union_by_name = true" if not current_schema or _needs_union(shards, table) else ""
-    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({pattern}{union})")
+    ends = _end_schemas(shards, table)
+    union = ", union_by_name = true" if not current_schema or _needs_union(ends, table) else ""
+    try:
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({pattern}{union})")
+    except (duckdb.InvalidInputException, duckdb.IOException) as exc:  # a damaged footer, met while binding
+        raise DamagedRunError(describe_query_error(exc)) from None
 
 
-def _needs_union(shards: list[Path], table: str) -> bool:
+def _end_schemas(shards: list[Path], table: str) -> list[pa.Schema]:
+    """The schemas of the first and the last shard, checked to be Parquet files of `table`: a cheap
+    look (two footers) that names a damaged or misplaced file before DuckDB meets it."""
+    schemas = []
+    for shard in dict.fromkeys((shards[0], shards[-1])):
+        try:
+            schema = pq.read_schema(shard)
+        except (pa.ArrowException, OSError) as exc:
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise DamagedRunError(f"{shard}: not a readable Parquet file ({first}); {DAMAGE_HINT}") from None
+        written_for = (schema.metadata or {}).get(b"synth.table")
+        if written_for is not None and written_for != table.encode():
+            raise DamagedRunError(
+                f"{shard}: holds the {written_for.decode(errors='replace')!r} table, not {table!r}; {DAMAGE_HINT}"
+            )
+        schemas.append(schema)
+    return schemas
+
+
+def _needs_union(schemas: list[pa.Schema], table: str) -> bool:
     """Whether the view of a run begun with this schema version must still merge the shards'
     schemas by name (`union_by_name`).
 
@@ -102,7 +160,7 @@ def _needs_union(shards: list[Path], table: str) -> bool:
     synth, so every shard was written with this schema), and then only when the first and the last
     shard agree with it, as a cheap guard. Any other run merges every footer, as before."""
     current = schema_for(table)
-    return not all(pq.read_schema(shard).equals(current) for shard in {shards[0], shards[-1]})
+    return not all(schema.equals(current) for schema in schemas)
 
 
 def _run_info(run_dir: Path) -> dict[str, object] | None:
@@ -122,6 +180,7 @@ def _harden(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_progress_bar = false")  # a long query must not draw on the terminal
     con.execute("SET lock_configuration = true")
 
 

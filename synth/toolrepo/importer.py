@@ -22,6 +22,7 @@ from synth.records import ToolSpec, content_id
 from synth.toolrepo.validate import (
     MAX_DESCRIPTION_CHARS,
     MAX_NAME_CHARS,
+    MAX_NESTING,
     Unfixable,
     a_json_type,
     draft_problems,
@@ -29,6 +30,7 @@ from synth.toolrepo.validate import (
     fix_schema,
     normalise_description,
     schema_problem,
+    structure_problem,
 )
 
 Effect = Literal["read", "write"]
@@ -149,6 +151,8 @@ def read_documents(path: Path) -> list[tuple[int | None, Any]]:
     else:
         try:
             documents = [(None, json.loads(text))]
+        except RecursionError:
+            raise _too_deep(path) from None
         except json.JSONDecodeError as exc:
             if exc.msg != "Extra data":
                 raise _bad_json(path, exc) from exc
@@ -169,9 +173,19 @@ def _json_lines(path: Path, text: str) -> list[tuple[int | None, Any]]:
         if line.strip():
             try:
                 documents.append((number, json.loads(line)))
+            except RecursionError:
+                raise _too_deep(path, number) from None
             except json.JSONDecodeError as exc:
                 raise _bad_json(path, exc, number) from exc
     return documents
+
+
+def _too_deep(path: Path, line: int | None = None) -> SpecFileError:
+    where = f" line {line}" if line is not None else ""
+    return SpecFileError(
+        f"{path}{where}: JSON nested too deeply to read (tools may nest at most {MAX_NESTING} levels); "
+        "fix or remove the offending tool"
+    )
 
 
 def _bad_json(path: Path, exc: json.JSONDecodeError, line: int | None = None) -> SpecFileError:
@@ -384,6 +398,10 @@ def import_documents(sources: Iterable[tuple[str, list[tuple[int | None, Any]]]]
                 if isinstance(value, dict):
                     source = _body(value)[0]
                     counts.formats[source] = counts.formats.get(source, 0) + 1
+                problem = structure_problem(value)
+                if problem is not None:  # before anything walks it recursively
+                    _reject(report, item, problem)
+                    continue
                 key = json.dumps(value, sort_keys=True)
                 if key in outcomes:  # benchmark files repeat the same function in many records
                     first, reason = outcomes[key]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +30,8 @@ MAX_NAME_CHARS = 64
 MAX_DESCRIPTION_CHARS = 1024
 MAX_PARAMETERS_BYTES = 16 * 1024
 MAX_PROPERTIES = 128
+MAX_NESTING = 64
+"""Levels of objects and arrays a tool item may nest (real specs use a dozen at most)."""
 
 _META = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -49,6 +52,28 @@ def schema_problem(schema: Any, where: str = "parameters") -> str | None:
         return None
     spot = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.path)
     return f"{where}{spot} is not a valid JSON Schema: {error.message}"
+
+
+def structure_problem(value: Any, where: str = "item") -> str | None:
+    """Why `value` cannot be stored as a tool: nesting deeper than `MAX_NESTING` levels (schemas
+    are walked recursively downstream), or a NaN or infinite number, which JSON has no spelling
+    for. Walks iteratively, so any depth is safe to ask about."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        node, spot, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return f"{where} nests deeper than {MAX_NESTING} levels (at {_shorten(spot)})"
+        if isinstance(node, float) and not math.isfinite(node):
+            return f"{_shorten(spot)} is {node}, which JSON cannot hold; use a finite number or leave it out"
+        if isinstance(node, dict):
+            stack.extend((item, f"{spot}.{key}", depth + 1) for key, item in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((item, f"{spot}[{index}]", depth + 1) for index, item in reversed(list(enumerate(node))))
+    return None
+
+
+def _shorten(spot: str, keep: int = 100) -> str:
+    return spot if len(spot) <= keep else f"{spot[: keep // 2]}…{spot[-keep // 2 :]}"
 
 
 def compact_size(value: Any) -> int:
