@@ -133,7 +133,8 @@ async def test_the_judge_applies_unchanged(build: Build, notes_tools: list[ToolS
 def test_synth_generate_mixes_imported_and_synthetic_tools_and_calls_the_live_server(tmp_path: Path) -> None:
     runner = CliRunner()
     synthetic, imported, run = tmp_path / "synthetic", tmp_path / "imported", tmp_path / "run"
-    made = runner.invoke(app, ["tools", "generate", "--out", str(synthetic), "--target", "300"])
+    # Enough domains that the imported tools' ones are among them (--target is exact now).
+    made = runner.invoke(app, ["tools", "generate", "--out", str(synthetic), "--target", "2000"])
     assert made.exit_code == 0, made.output
     command = stdio_command("notes.py")
     got = runner.invoke(app, ["tools", "import", "--out", str(imported), "--mcp-stdio", command])

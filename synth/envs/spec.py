@@ -120,9 +120,12 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+_TOOL_JSON_FIELDS = frozenset(name for name, field in ToolSpec.model_fields.items() if "json" in field.metadata)
+"""ToolSpec's free-form JSON fields (`JsonDict`): the store keeps them as JSON text inside the struct."""
+
+
 def _tool_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    # The store keeps JSON-Schema fields as JSON text inside the struct.
-    return {key: _json(value) if key in ("parameters", "returns") else value for key, value in spec.items()}
+    return {key: _json(value) if key in _TOOL_JSON_FIELDS else value for key, value in spec.items()}
 
 
 def _system_prompt(prompt: Any) -> str:
