@@ -33,6 +33,9 @@ Fault = Literal[
 ]
 
 
+_STANDARD_NORMAL = NormalDist()
+
+
 class FaultConfig(BaseModel):
     """Rates (0..1) of each fault per request, plus an exact script for the first requests."""
 
