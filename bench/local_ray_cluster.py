@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -63,7 +64,7 @@ def _serve(nodes: int, cpus_per_node: int) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    common = {"num_cpus": cpus_per_node}
+    common: dict[str, Any] = {"num_cpus": cpus_per_node}
     cluster = Cluster(initialize_head=True, head_node_args={**common, "include_dashboard": False})
     try:
         for _ in range(nodes - 1):
