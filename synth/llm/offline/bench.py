@@ -1,8 +1,8 @@
 """The offline model's benchmark mode: a provider-like concurrency cap and canned answers.
 
 A benchmark must measure the client, not the server. Two knobs make the offline model a cheap,
-predictable endpoint (latency itself is `FaultConfig.latency_s`, an `asyncio.sleep`, so the server
-holds any number of requests in flight for free):
+predictable endpoint (latency itself is `FaultConfig.latency_s`, fixed or spread by
+`latency_sigma`, an `asyncio.sleep`, so the server holds any number of requests in flight for free):
 
 - `max_concurrency`: at most this many requests are served at once. Over the cap the server answers
   429 at once with a Retry-After header, as a hosted provider does (`over_capacity="reject"`, the
@@ -23,6 +23,10 @@ holds any number of requests in flight for free):
 
   Canned answers serve the rollout and judge stages; the generator's stages (tools, agents, tasks)
   need the full model, whose JSON answers follow each stage's schema.
+
+The gate also measures how busy the server was, on its own clock (`CapacityGate.busy`): the time
+integral of requests in service from the first arrival to the last answer, so a benchmark reads the
+endpoint's mean in flight (integral / span) exactly, rather than sampling it.
 """
 
 from __future__ import annotations
