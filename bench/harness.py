@@ -160,8 +160,9 @@ def run_measured(
 ) -> Measured:
     """Run `command` to its end, sampling it every `sample_s`. The peak RSS is the last VmHWM read (a
     peak reached in the last `sample_s` before exit can be missed); the tree CPU is the larger of the
-    last sample of the process tree and what wait4 reports (the process and what it reaped), since
-    descendants that outlive their parent leave the tree. `on_sample(elapsed_s)` runs at each sample."""
+    largest sample of the process tree and what wait4 reports (the process and what it reaped): a
+    lower bound, as descendants that leave the tree unreaped take their last `sample_s` with them.
+    `on_sample(elapsed_s)` runs at each sample."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen(list(command), stdout=out, stderr=err, env=dict(env) if env is not None else None)
@@ -173,7 +174,9 @@ def run_measured(
                     break
                 with contextlib.suppress(OSError):  # it may exit between wait4 and the reads
                     cpu, rss = process_cpu_s(process.pid), peak_rss_mb(process.pid)
-                    tree = tree_cpu_s(process.pid)
+                    # The largest sample: at shutdown, descendants killed but not reaped by one of
+                    # the tree (Ray's workers, when their raylet goes first) drop out of it.
+                    tree = max(tree, tree_cpu_s(process.pid))
                 if on_sample is not None:
                     on_sample(time.monotonic() - started)
                 time.sleep(sample_s)
