@@ -1,64 +1,75 @@
 """The driver's peak memory against the run's size: it must stay flat (shards hold the data).
 
-Runs `synth generate` on the Ray runner (offline model) for each size in a fresh process and reports
-that process's peak RSS: the driver only, since shards run in Ray workers.
+For each size, the real command a user runs, as a subprocess on the default runner (Ray; the
+offline model in-process, so no server and no latency):
+`synth generate --config CFG --tasks N --out TMP --quiet` (CFG sets run.domains = 20).
+Reported: the generate process's own peak RSS (VmHWM from /proc, sampled every 0.2 s; Ray's
+processes are not in it), its wall time and CPU (alone, and with its Ray processes).
+Ray runs under a private RAY_TMPDIR, so it neither joins nor disturbs another Ray on the machine.
+
 Run: python bench/driver_memory.py [SIZES...]   (default: 1000 10000)
+Writes bench/out/driver_memory.json (bench/out/ is git-ignored).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import resource
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
+from typing import Any
+
+from harness import OUT, load_average, machine, print_table, private_dir, run_measured, synth_command
+
+COLUMNS = (
+    ("tasks", "tasks", "d"),
+    ("result", "result", ""),
+    ("wall_s", "wall s", ".1f"),
+    ("driver_cpu_s", "driver CPU s", ".1f"),
+    ("generate_cpu_s", "with Ray CPU s", ".1f"),
+    ("driver_peak_rss_mb", "driver peak MB", ".1f"),
+)
 
 
-def one(tasks: int) -> None:
-    from synth.config import load_config
-    from synth.run_folder import prepare_run_folder
-    from synth.runners.driver import generate
-
-    config = load_config(None, {}, {"run.tasks": tasks, "run.domains": 20})
-    with tempfile.TemporaryDirectory() as folder:
-        run_dir = prepare_run_folder(Path(folder) / "run", config)
-        started = time.perf_counter()
-        result = asyncio.run(generate(config, run_dir, os.environ, runner="ray"))
-        seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "tasks": tasks,
-                "accepted": result.total("accepted"),
-                "seconds": round(seconds, 1),
-                "driver_peak_rss_mb": round(peak_mb, 1),
-            }
-        )
-    )
+def one(tasks: int) -> dict[str, Any]:
+    with private_dir("drivermem-") as folder:
+        config = folder / "config.toml"
+        config.write_text("[run]\ndomains = 20\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_") and k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = str(folder / "ray")
+        command = [*synth_command(), "generate", "--config", str(config), "--tasks", str(tasks)]
+        measured = run_measured([*command, "--out", str(folder / "run"), "--quiet"], env=env)
+    if measured.returncode != 0:
+        raise SystemExit(f"synth generate --tasks {tasks} failed ({measured.returncode}):\n{measured.stderr[-3000:]}")
+    lines = measured.stdout.strip().splitlines()
+    return {
+        "tasks": tasks,
+        "result": lines[-1].split(": ", 1)[-1] if lines else "",
+        "wall_s": round(measured.wall_s, 1),
+        "driver_cpu_s": round(measured.cpu_s, 1),
+        "generate_cpu_s": round(measured.tree_cpu_s, 1),
+        "driver_peak_rss_mb": round(measured.peak_rss_mb, 1),
+    }
 
 
 def main(sizes: list[int]) -> None:
-    rows = []
+    report: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv), "rows": []}
     for tasks in sizes:
-        output = subprocess.run(
-            [sys.executable, __file__, "--one", str(tasks)], check=True, capture_output=True, text=True
-        ).stdout
-        rows.append(json.loads(output.strip().splitlines()[-1]))
-    print(f"{'tasks':>8} {'accepted':>9} {'seconds':>8} {'driver peak MB':>15}")
-    for row in rows:
-        print(f"{row['tasks']:>8} {row['accepted']:>9} {row['seconds']:>8} {row['driver_peak_rss_mb']:>15}")
+        before = load_average()
+        row = one(tasks)
+        row["load_before_after"] = [before, load_average()]
+        report["rows"].append(row)
+        print(json.dumps(row), flush=True)
+    print_table(report["rows"], COLUMNS)
+    rows = report["rows"]
     if len(rows) > 1:
-        print(f"peak ratio largest/smallest run: {rows[-1]['driver_peak_rss_mb'] / rows[0]['driver_peak_rss_mb']:.2f}")
-    print(json.dumps(rows))
+        ratio = rows[-1]["driver_peak_rss_mb"] / rows[0]["driver_peak_rss_mb"]
+        report["peak_ratio_largest_smallest"] = round(ratio, 2)
+        print(f"peak ratio largest/smallest run: {ratio:.2f}")
+    path = OUT / "driver_memory.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--one"]:
-        one(int(sys.argv[2]))
-    else:
-        main([int(arg) for arg in sys.argv[1:]] or [1000, 10000])
+    main([int(arg) for arg in sys.argv[1:]] or [1000, 10000])

@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from saturation import CLK_TCK, DUMMY_KEY, OUT, Server, machine, machine_busy, start_server
+from harness import DUMMY_KEY, OUT, Server, fmt, machine, machine_busy, start_server, tree_cpu_s
 
 BENCH = Path(__file__).resolve().parent
 RUNNERS = BENCH / "peers"
@@ -141,34 +141,6 @@ def versions(side: Side, python: Path) -> dict[str, str]:
     )
     out = subprocess.run([str(python), "-c", script, *side.versions_of], check=True, capture_output=True, text=True)
     return dict(json.loads(out.stdout))
-
-
-# ---------------------------------------------------------------- CPU of a process tree
-
-
-def tree_cpu_s(root: int) -> float:
-    """utime + stime of `root` and every live descendant, plus what they reaped (cutime, cstime)."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # exited while we looked
-            continue
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        times[pid] = sum(int(v) for v in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    total, stack = 0.0, [root]
-    while stack:
-        pid = stack.pop()
-        total += times.get(pid, 0.0)
-        stack.extend(children.get(pid, []))
-    return total
 
 
 # ---------------------------------------------------------------- one side, one concurrency
@@ -381,10 +353,6 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The repeat with the median calls/s (the one kept for the table); all repeats stay in the JSON."""
     ranked = sorted(rows, key=lambda r: r.get("calls_per_s") or 0.0)
     return ranked[(len(ranked) - 1) // 2]
-
-
-def fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def print_table(kept: list[dict[str, Any]], noisy: float) -> None:

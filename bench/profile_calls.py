@@ -30,7 +30,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from saturation import DUMMY_KEY, OUT, TOOLS, _generation_request, machine, start_server
+from harness import DUMMY_KEY, OUT, machine, start_server
+from saturation import TOOLS, _generation_request
 
 VARIANTS = ("chatclient", "sdk_aiohttp", "sdk_httpx", "sdk_no_transform", "aiohttp")
 

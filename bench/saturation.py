@@ -37,26 +37,21 @@ import io
 import json
 import multiprocessing as mp
 import os
-import platform
 import pstats
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent / "out"
+# bench/ is the script's folder, so it is on sys.path.
+from harness import DUMMY_KEY, OUT, Server, fmt, machine, machine_busy, start_server
+
 MODES = ("generation", "rollouts", "rollouts_sim", "floor")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-DUMMY_KEY = "sk-dummy-offline-benchmark"
 
 SYSTEM_PROMPT = (
     "You are a customer-support agent for an online shop. Use the tools to look things up and to make "
@@ -83,80 +78,6 @@ TOOLS = [
     _tool("track_parcel", "Where the parcel of an order is.", {"order_id": _ID}, ["order_id"]),
 ]
 USER_PROMPT = "Hi, where is my order ORD-1234? It was due yesterday and I need it for the weekend."
-
-
-# ---------------------------------------------------------------- the server process
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    latency_ms: float
-    canned: bool
-    log: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/offline/stats", timeout=10) as answer:
-            return dict(json.load(answer))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.unlink(missing_ok=True)  # kept only when the server failed to start
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(latency_ms: float, canned: bool) -> Server:
-    port = free_port()
-    command = [sys.executable, "-m", "synth", "serve-offline", "--port", str(port), "--latency-ms", f"{latency_ms:g}"]
-    if canned:
-        command.append("--canned")
-    OUT.mkdir(parents=True, exist_ok=True)
-    log = OUT / f"server-{port}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    server = Server(process, port, latency_ms, canned, log)
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{server.base_url}/models", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            output = log.read_text()
-            server.stop()
-            raise RuntimeError(f"the server did not answer GET /v1/models within 60 s:\n{output}")
-        time.sleep(0.1)
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])  # guest time is already in user
-    return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
 # ---------------------------------------------------------------- a client process
@@ -591,25 +512,6 @@ def profile_report(path: Path, title: str, calls: int, trajectories: int) -> dic
         "self_time_by_package": shares,
         "top15_cumulative": top,
     }
-
-
-def machine() -> dict[str, Any]:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), platform.processor())
-    memory_kb = next(
-        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
-    )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gb": round(memory_kb / 1024**2, 1),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def fmt(value: Any, spec: str = "") -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:

@@ -376,7 +376,13 @@ def report(
 def serve_offline(
     port: Annotated[int, typer.Option(help="loopback port to listen on")] = 8000,
     host: Annotated[str, typer.Option(help="interface; loopback unless you mean otherwise")] = "127.0.0.1",
-    latency_ms: Annotated[float, typer.Option(help="fixed latency added to every answer (benchmarks)")] = 0.0,
+    latency_ms: Annotated[
+        float, typer.Option(help="latency added to every answer (benchmarks); the median when --latency-sigma > 0")
+    ] = 0.0,
+    latency_sigma: Annotated[
+        float, typer.Option(help="lognormal spread of the latency around its median (0: fixed; 0.5: long tail)")
+    ] = 0.0,
+    latency_seed: Annotated[int, typer.Option(help="seed of the latency draws (one per request body)")] = 0,
     max_concurrency: Annotated[
         int | None, typer.Option(help="requests served at once; over it see --over-capacity (default: no cap)")
     ] = None,
@@ -407,7 +413,8 @@ def serve_offline(
     ] = None,
 ) -> None:
     """Serve the offline model as an OpenAI-compatible endpoint (POST /v1/chat/completions), with
-    optional benchmark knobs: fixed latency, a concurrency cap, fault rates and canned answers."""
+    optional benchmark knobs: latency (fixed or spread), a concurrency cap, fault rates and canned answers.
+    GET /offline/stats reports counters and how busy the server was; POST /offline/stats/reset zeroes them."""
     import uvicorn
     from pydantic import ValidationError
 
@@ -422,6 +429,8 @@ def serve_offline(
     try:
         faults = FaultConfig(
             latency_s=latency_ms / 1000,
+            latency_sigma=latency_sigma,
+            latency_seed=latency_seed,
             rate_limit=rate_limit,
             rate_limit_retry_after=rate_limit_retry_after,
             server_error=server_error,
@@ -443,7 +452,8 @@ def serve_offline(
         _fail(f"serve-offline: {problems}")
         return
     listener = _listen(host, port)
-    mode = [f"latency {latency_ms:g} ms"] + (["canned answers"] if canned else [])
+    spread = f" median, lognormal sigma {latency_sigma:g}" if latency_sigma and latency_ms else ""
+    mode = [f"latency {latency_ms:g} ms{spread}"] + (["canned answers"] if canned else [])
     if max_concurrency is not None:
         mode.append(f"at most {max_concurrency} at once, then {'429' if over_capacity == 'reject' else 'queue'}")
     mode += [f"{name} {rate:g}" for name, rate in faults.rates().items() if rate]

@@ -83,6 +83,7 @@ class OfflineModel:
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/offline/stats", self._stats, methods=["GET"]),
+                Route("/offline/stats/reset", self._reset_stats, methods=["POST"]),
             ]
         )
 
@@ -106,22 +107,37 @@ class OfflineModel:
         return self._gate.rejected
 
     def stats(self) -> dict[str, Any]:
-        """Counters for benchmarks and tests; also served as GET /offline/stats."""
+        """Counters for benchmarks and tests, and how busy the server was (see `CapacityGate.busy`);
+        also served as GET /offline/stats."""
+        config = self._plan.config
         return {
             "requests": self.requests,
             "answered": self.answered,
-            "latency_s": self._plan.config.latency_s,
+            "latency_s": config.latency_s,
+            "latency_sigma": config.latency_sigma,
+            "latency_seed": config.latency_seed,
             "canned": self.bench.canned,
             "faults": dict(self.faults_served),
             **self._gate.stats(),
             **({"emulator": self.emulator.stats()} if self.emulator else {}),
         }
 
+    def reset_stats(self) -> None:
+        """Zero the counters and busy measures (between benchmark scenarios); also POST /offline/stats/reset."""
+        self.requests = 0
+        self.answered = 0
+        self.faults_served = {}
+        self._gate.reset()
+
     async def _stats(self, request: Request) -> JSONResponse:
         return JSONResponse(self.stats())
 
+    async def _reset_stats(self, request: Request) -> JSONResponse:
+        self.reset_stats()
+        return JSONResponse(self.stats())
+
     async def _pause(self, seconds: float) -> None:
-        """The fixed latency of every answer (a seam for tests)."""
+        """The latency of one answer, as drawn for its request (a seam for tests)."""
         await asyncio.sleep(seconds)
 
     async def _models(self, request: Request) -> JSONResponse:
@@ -153,16 +169,17 @@ class OfflineModel:
                 {"retry-after": f"{config.retry_after_s:g}"},
             )
         try:
-            return await self._answer(body, messages, len(raw))
+            return await self._answer(body, messages, raw)
         finally:
             self._gate.leave()
 
-    async def _answer(self, body: dict[str, Any], messages: list[dict[str, Any]], size: int) -> Response:
+    async def _answer(self, body: dict[str, Any], messages: list[dict[str, Any]], raw: bytes) -> Response:
         fault = self._plan.next()
         self.faults_served[fault] = self.faults_served.get(fault, 0) + 1
         config = self._plan.config
-        if config.latency_s:
-            await self._pause(config.latency_s)
+        latency = config.latency_for(raw)
+        if latency:
+            await self._pause(latency)
         if fault in ("rate_limit", "rate_limit_retry_after"):
             headers = {"retry-after": f"{config.retry_after_s:g}"} if fault == "rate_limit_retry_after" else None
             return _error(429, "Rate limit reached, slow down", "rate_limit_error", headers)
@@ -175,7 +192,9 @@ class OfflineModel:
         if fault == "drop":
             return _DroppedResponse()
         self.answered += 1
-        answer = self.complete_canned(body, fault, size) if self.bench.canned else self.complete(body, messages, fault)
+        answer = (
+            self.complete_canned(body, fault, len(raw)) if self.bench.canned else self.complete(body, messages, fault)
+        )
         return JSONResponse(self.emulator.shape(body, answer) if self.emulator else answer)
 
     def complete(self, body: dict[str, Any], messages: list[dict[str, Any]], fault: Fault = "ok") -> dict[str, Any]:

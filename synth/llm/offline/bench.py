@@ -1,8 +1,8 @@
 """The offline model's benchmark mode: a provider-like concurrency cap and canned answers.
 
 A benchmark must measure the client, not the server. Two knobs make the offline model a cheap,
-predictable endpoint (latency itself is `FaultConfig.latency_s`, an `asyncio.sleep`, so the server
-holds any number of requests in flight for free):
+predictable endpoint (latency itself is `FaultConfig.latency_s`, fixed or spread by
+`latency_sigma`, an `asyncio.sleep`, so the server holds any number of requests in flight for free):
 
 - `max_concurrency`: at most this many requests are served at once. Over the cap the server answers
   429 at once with a Retry-After header, as a hosted provider does (`over_capacity="reject"`, the
@@ -23,6 +23,10 @@ holds any number of requests in flight for free):
 
   Canned answers serve the rollout and judge stages; the generator's stages (tools, agents, tasks)
   need the full model, whose JSON answers follow each stage's schema.
+
+The gate also measures how busy the server was, on its own clock (`CapacityGate.busy`): the time
+integral of requests in service from the first arrival to the last answer, so a benchmark reads the
+endpoint's mean in flight (integral / span) exactly, rather than sampling it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,16 +68,37 @@ class BenchConfig(BaseModel):
 
 
 class CapacityGate:
-    """At most `limit` requests in service at once (no limit when None), with counters."""
+    """At most `limit` requests in service at once (no limit when None), with counters and the
+    server's own measure of how busy it was (`busy()`), on its own clock."""
 
-    def __init__(self, limit: int | None, over_capacity: OverCapacity = "reject") -> None:
+    def __init__(
+        self, limit: int | None, over_capacity: OverCapacity = "reject", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.over_capacity = over_capacity
         self.in_flight = 0
-        self.peak_in_flight = 0
         self.waiting = 0
-        self.rejected = 0
         self._slots = asyncio.Semaphore(limit) if limit is not None and over_capacity == "wait" else None
+        self._clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the measures afresh (between benchmark scenarios); requests in service stay counted."""
+        now = self._clock()
+        self.peak_in_flight = self.in_flight
+        self.rejected = 0
+        self.served = 0
+        # The time integral of in_flight (request-seconds), brought up to date at every change.
+        self._integral = 0.0
+        self._changed_at = now
+        self._first_arrival: float | None = now if self.in_flight else None
+        self._last_answer: float | None = None
+
+    def _advance(self) -> float:
+        now = self._clock()
+        self._integral += self.in_flight * (now - self._changed_at)
+        self._changed_at = now
+        return now
 
     async def enter(self) -> bool:
         """Take a slot: False when the request is to be rejected (over the cap, policy 'reject')."""
@@ -85,23 +111,46 @@ class CapacityGate:
         elif self.limit is not None and self.in_flight >= self.limit:
             self.rejected += 1
             return False
+        now = self._advance()
+        if self._first_arrival is None:
+            self._first_arrival = now
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         return True
 
     def leave(self) -> None:
+        self._last_answer = self._advance()
         self.in_flight -= 1
+        self.served += 1
         if self._slots is not None:
             self._slots.release()
+
+    def busy(self) -> dict[str, Any]:
+        """How busy the server was since the first request (after the last reset) arrived: the span
+        to the last answer (to now while requests are in service), the time integral of requests in
+        service over it, their mean (integral / span) and peak."""
+        now = self._advance()
+        if self._first_arrival is None:
+            span = 0.0
+        else:
+            end = now if self.in_flight or self._last_answer is None else self._last_answer
+            span = end - self._first_arrival
+        return {
+            "busy_span_s": span,
+            "in_flight_integral_s": self._integral,
+            "mean_in_flight": self._integral / span if span > 0 else 0.0,
+            "peak_in_flight": self.peak_in_flight,
+            "served": self.served,
+        }
 
     def stats(self) -> dict[str, Any]:
         return {
             "max_concurrency": self.limit,
             "over_capacity": self.over_capacity,
             "in_flight": self.in_flight,
-            "peak_in_flight": self.peak_in_flight,
             "waiting": self.waiting,
             "rejected": self.rejected,
+            **self.busy(),
         }
 
 

@@ -1,9 +1,19 @@
-"""Fault injection for the offline model: what a misbehaving endpoint does, on demand and seeded."""
+"""Fault injection for the offline model: what a misbehaving endpoint does, on demand and seeded.
+
+Latency is part of it: a fixed delay per answer, or a lognormal spread around a median (real
+endpoints have long tails). The spread is drawn from the request's fingerprint and the latency seed,
+not from the order requests arrive in: arrival order under concurrency changes from run to run, the
+requests of a seeded run do not, so two runs of the same config (say, on two runners being compared)
+meet exactly the same latency per call. The price: a retried identical request waits as long again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
 from collections import deque
+from statistics import NormalDist
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,6 +33,9 @@ Fault = Literal[
 ]
 
 
+_STANDARD_NORMAL = NormalDist()
+
+
 class FaultConfig(BaseModel):
     """Rates (0..1) of each fault per request, plus an exact script for the first requests."""
 
@@ -40,7 +53,13 @@ class FaultConfig(BaseModel):
     script: list[Fault] = Field(default_factory=list, description="faults for the first requests, in order")
     retry_after_s: float = Field(default=0.05, ge=0, description="value sent in Retry-After")
     timeout_s: float = Field(default=5.0, ge=0, description="how long a 'timeout' request hangs")
-    latency_s: float = Field(default=0.0, ge=0, description="added to every answer")
+    latency_s: float = Field(
+        default=0.0, ge=0, description="added to every answer; with latency_sigma > 0, the median of the spread"
+    )
+    latency_sigma: float = Field(
+        default=0.0, ge=0, le=3, description="lognormal sigma of the latency around its median; 0: fixed"
+    )
+    latency_seed: int = Field(default=0, description="seed of the latency draws (with each request's fingerprint)")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -49,6 +68,17 @@ class FaultConfig(BaseModel):
         if total > 1:
             raise ValueError(f"fault rates add up to {total:.2f}; they must not exceed 1")
         return self
+
+    def latency_for(self, request: bytes) -> float:
+        """Seconds to hold the answer to `request` (its raw body): fixed when the sigma is 0, else
+        median * exp(sigma * z) with z standard normal, a function of the body and the latency seed."""
+        if not self.latency_s or not self.latency_sigma:
+            return self.latency_s
+        digest = hashlib.blake2b(request, digest_size=8, key=str(self.latency_seed).encode()).digest()
+        # 52 bits of the digest as a uniform draw strictly inside (0, 1) (the midpoint of one of 2**52
+        # equal cells, exact in a double), then the normal quantile of it.
+        uniform = (2 * (int.from_bytes(digest, "big") >> 12) + 1) / 2**53
+        return self.latency_s * math.exp(self.latency_sigma * _STANDARD_NORMAL.inv_cdf(uniform))
 
     def rates(self) -> dict[Fault, float]:
         return {
