@@ -5,7 +5,8 @@ For each scenario (median latency L, lognormal spread S, endpoint limit C, N tas
 1. `synth serve-offline --latency-ms L --latency-sigma S --port P` in its own process: the full
    offline model (every role's real answers; `--canned` for the canned ones) with no concurrency cap,
    so the peak it sees is the client's own (`--server-cap` instead caps it at C, queueing the rest);
-2. a config TOML setting every role's `max_concurrency` and `run.concurrency` to C;
+2. a config TOML setting every role's `max_concurrency` to C (`run.concurrency`, the task slots kept
+   going, is left to the run, as a user leaves it: enough to keep the limit full; `--slots K` sets it);
 3. the real command, as a subprocess with the default runner (Ray):
    `synth generate --base-url http://127.0.0.1:P/v1 --config CFG --tasks N --out TMP`
    (`--ray-address` too with `--ray-nodes`, see below);
@@ -80,9 +81,9 @@ DEFAULT_SCENARIOS = (Scenario(1000, 0, 64, 1000), Scenario(2000, 0, 256, 1000), 
 QUICK_TASKS = 250
 
 
-def config_toml(limit: int, shard_size: int | None) -> str:
-    """Every role and the run allowed `limit` calls in flight, so the endpoint limit is the only one."""
-    lines = ["[run]", f"concurrency = {limit}"]
+def config_toml(limit: int, shard_size: int | None, slots: int | None = None) -> str:
+    """Every role allowed `limit` calls in flight, so the endpoint limit is the only one."""
+    lines = ["[run]"] + ([f"concurrency = {slots}"] if slots is not None else [])
     if shard_size is not None:
         lines.append(f"shard_size = {shard_size}")
     for role in ROLES:
@@ -117,7 +118,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
         ray_cluster(args.ray_nodes, args.cpus_per_node, folder / "ray") as address,
     ):
         config = folder / "config.toml"
-        config.write_text(config_toml(scenario.limit, args.shard_size))
+        config.write_text(config_toml(scenario.limit, args.shard_size, args.slots))
         command = [*synth_command(), "generate", "--base-url", server.base_url, "--config", str(config)]
         command += ["--tasks", str(scenario.tasks), "--seed", str(args.seed), "--out", str(folder / "run")]
         if address is not None:
@@ -201,6 +202,7 @@ def main() -> None:
     parser.add_argument("--canned", action="store_true", help="canned answers instead of the full offline model")
     parser.add_argument("--server-cap", action="store_true", help="the server serves at most LIMIT, queueing more")
     parser.add_argument("--shard-size", type=int, help="run.shard_size (default: the config's)")
+    parser.add_argument("--slots", type=int, help="run.concurrency, the task slots kept going (default: the run's own)")
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--latency-seed", type=int, default=0)
     parser.add_argument("--ray-nodes", type=int, default=0, help="start a local Ray cluster of N nodes (0: none)")
