@@ -497,6 +497,21 @@ def test_no_file_of_a_run_and_no_line_it_prints_holds_the_key(
         assert quote(key, safe="") not in text, f"the key (URL-quoted) is in {path}"
     assert scanned > 10  # the run wrote its tables, not only run.json
 
+    # What is made from the run (every export format, the report) holds no key either.
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    made = [
+        ["export", str(run), "--format", name, "--to", str(outputs / f"{name}.{suffix}"), "--all"]
+        for name, suffix in (("openai", "jsonl"), ("hf", "parquet"), ("sharegpt", "jsonl"), ("rl", "parquet"))
+    ] + [["report", str(run), "--to", str(outputs / "report.html")], ["stats", str(run), "--json"]]
+    for command in made:
+        printed = CliRunner().invoke(app, command)
+        assert "Traceback" not in printed.output and key not in printed.output, command
+    assert (outputs / "report.html").is_file()
+    for path, text in texts_of_every_file(outputs):
+        assert key not in text, f"the key is in {path}"
+        assert quote(key, safe="") not in text, f"the key (URL-quoted) is in {path}"
+
 
 def test_a_run_whose_judge_refuses_the_key_does_not_say_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with HostileServer(echo_authorization(403)) as server:
