@@ -212,8 +212,9 @@ def _take(tally: _Tally, outcome: ShardOutcome) -> None:
 
 
 def _affordable(tally: _Tally, max_cost_usd: float) -> int | None:
-    """Shards that may still start within the budget, judged by the mean cost of those done (so a
-    run stops within about one shard's cost of its budget); None while no shard's cost is known."""
+    """Shards the budget left can still pay for, judged by the mean cost of those done: at most that
+    many are kept open at once, so a run stops within about one shard's cost of its budget; None
+    while no shard's cost is known."""
     shards = [s for s in tally.summaries if s.name != "tools" and s.tasks]
     if not shards:
         return None

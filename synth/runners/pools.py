@@ -46,7 +46,7 @@ class WorkerPool(Protocol):
         ...
 
     async def allow(self, shards: int | None) -> None:
-        """Hand out at most `shards` more shards (None: all)."""
+        """Keep at most `shards` shards open at once (None: no cap)."""
         ...
 
     async def stop(self, reason: str) -> None: ...
@@ -61,19 +61,18 @@ class WorkerPool(Protocol):
 
 
 class _Allowance:
-    """A coordinator's shard hand-out, under the driver's allowance (a cost budget)."""
+    """A coordinator's shard hand-out, under the driver's allowance: at most that many shards open
+    at once (a cost budget: the shards the money left can still pay for, at the mean cost so far)."""
 
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
         self.allowance: int | None = None
 
     def next_shard(self, worker: str) -> NextShard:
-        if self.allowance is not None and self.allowance <= 0 and self.coordinator.queued():
+        held = self.allowance is not None and self.coordinator.open_shards() >= self.allowance
+        if held and self.coordinator.queued():
             return None if self.coordinator.stopped() else WAIT
-        plan = self.coordinator.next_shard(worker)
-        if plan is not None and self.allowance is not None:
-            self.allowance -= 1
-        return plan
+        return self.coordinator.next_shard(worker)
 
 
 # ---------------------------------------------------------------- inline
