@@ -140,3 +140,29 @@ def test_resume_redoes_a_shard_whose_files_do_not_hold_what_its_marker_says(
     assert "shard 00001 will be redone" in result.output and "(done)" in result.output
     assert _accepted(run) == before
     assert funnel(run)["unaccounted_tasks"] == 0
+
+
+def test_a_slot_whose_task_step_raises_is_recorded_and_the_shard_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import synth.runners.shard as shard_module
+
+    for name in ("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    real = shard_module.make_task
+
+    async def flaky(agent, tools, slot, ctx):  # type: ignore[no-untyped-def]
+        if slot == 3:
+            raise KeyError("a bug that only this item meets")
+        return await real(agent, tools, slot, ctx)
+
+    monkeypatch.setattr(shard_module, "make_task", flaky)
+    config = tmp_path / "small.toml"
+    config.write_text("[run]\ntasks = 8\nshard_size = 4\ndomains = 3\nseed = 5\n")
+
+    code, output = _generate(config, tmp_path / "run")
+
+    assert code == 0, output
+    failures = synth_query(tmp_path / "run", "SELECT stage, cause, reason FROM failures").to_pylist()
+    assert failures == [{"stage": "tasks", "cause": "item", "reason": "KeyError: 'a bug that only this item meets'"}]
+    assert funnel(tmp_path / "run")["tasks"] == 7

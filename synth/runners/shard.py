@@ -150,7 +150,11 @@ class OpenShard:
             return  # build_agent recorded why
         async with turn:
             tools = [self.tools_by_id[i] for i in agent.tool_ids]
-            task = await make_task(agent, tools, slot, self.ctx)
+            try:
+                task = await make_task(agent, tools, slot, self.ctx)
+            except Exception as exc:  # one bad item must not kill the shard: it is recorded instead
+                self.ctx.fail("tasks", f"{agent.id}#{slot}", f"{type(exc).__name__}: {exc}")
+                return
             if task is None:
                 return
             self._tasks[slot] = task
@@ -163,7 +167,11 @@ class OpenShard:
         async with lock:  # the agent's first slot builds it; the others wait and reuse it
             if index not in self._agents:
                 async with turn:
-                    self._agents[index] = await build_agent(self.pools, index, self.ctx)
+                    try:
+                        self._agents[index] = await build_agent(self.pools, index, self.ctx)
+                    except Exception as exc:  # recorded against the agent; its slots end without a task
+                        self.ctx.fail("agents", f"agent#{index}", f"{type(exc).__name__}: {exc}")
+                        self._agents[index] = None
         return self._agents[index]
 
     def problem(self) -> str | None:
