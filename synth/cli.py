@@ -311,6 +311,22 @@ def export(
             "default: hf keeps, openai and sharegpt drop)",
         ),
     ] = None,
+    weight_flagged: Annotated[
+        bool,
+        typer.Option(
+            "--weight-flagged",
+            help="mark assistant turns the objective checks flag (unknown tool, bad arguments) as not trained: "
+            "openai weight 0/1, hf per-message train",
+        ),
+    ] = False,
+    arguments: Annotated[
+        str | None,
+        typer.Option(
+            "--arguments",
+            help="hf: tool-call arguments as json text (default) or object (what chat templates expect; "
+            "writes JSON Lines)",
+        ),
+    ] = None,
 ) -> None:
     """Export a run as training data: OpenAI fine-tuning JSONL, HF/TRL Parquet, ShareGPT, the RL table, or
     RL trainers' rows (verl, SkyRL, TRL, verifiers) whose episodes synth.envs steps again."""
@@ -329,6 +345,8 @@ def export(
             include_rejected=include_rejected,
             force=force,
             reasoning=reasoning,
+            weight_flagged=weight_flagged,
+            arguments=arguments,
         )
     except (NotARunError, ExportError, DamagedRunError) as exc:
         _fail(str(exc))

@@ -10,7 +10,9 @@
     export_run(run_dir, "openai", Path("train.jsonl"), min_score=0.9, where="rubric_kind = 'parallel_calls'")
 
 Accepted trajectories only unless `include_rejected`; `where` is one SQL boolean expression over the
-`sft` view's columns (the `rl` view's for `rl`), checked by `synth.export.where`.
+`sft` view's columns (the `rl` view's for `rl`), checked by `synth.export.where`. `weight_flagged`
+(openai, hf) weights out assistant turns the objective checks flag (`synth.export.weights`);
+`arguments="object"` (hf) writes tool-call arguments as objects, in JSON Lines.
 """
 
 from synth.export.core import BATCH_ROWS, FORMATS, ExportError, ExportFormat, ExportResult, export_run

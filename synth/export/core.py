@@ -10,6 +10,7 @@ file appears under its name only once complete (see `synth.export.sinks.atomic_t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any, Literal
 import duckdb
 import pyarrow as pa
 
-from synth.export.hf import HF_SCHEMA, hf_example
+from synth.export.hf import HF_SCHEMA, HF_TRAIN_SCHEMA, hf_example
 from synth.export.openai_chat import openai_example
 from synth.export.rl import RL_SCHEMA, rl_example
 from synth.export.sharegpt import sharegpt_example
@@ -96,6 +97,8 @@ def export_run(
     force: bool = False,
     batch_rows: int | None = None,
     reasoning: str | None = None,
+    weight_flagged: bool = False,
+    arguments: str | None = None,
 ) -> ExportResult:
     """Write the run's accepted trajectories (all judged ones with `include_rejected`) whose verdict
     score is at least `min_score` and for which `where` (SQL over the `sft` view's columns, or the
@@ -103,10 +106,15 @@ def export_run(
     run; ExportError for anything else wrong with the request.
 
     `reasoning` keeps ("keep") or drops ("drop") the assistant turns' reasoning_content: keep it to
-    train a thinking model, drop it for an instruct one. Unset: hf keeps it, openai and sharegpt drop it."""
+    train a thinking model, drop it for an instruct one. Unset: hf keeps it, openai and sharegpt drop it.
+
+    `weight_flagged` (openai, hf) marks the assistant turns the objective checks flag as not to be
+    trained: OpenAI `weight` 0/1 on assistant messages, hf a `train` boolean on every message (false on
+    all but unflagged assistant turns). `arguments` ("json", the default, or "object"; hf only) writes
+    tool-call arguments as JSON text or as objects (JSON Lines then: see `synth.export.hf`)."""
     run_dir = require_run(run_dir)
-    spec = _format(format)
-    convert = _converter(spec, reasoning)
+    spec = _shaped(_format(format), weight_flagged, arguments)
+    convert = _converter(spec, reasoning, weight_flagged, arguments == "object")
     if min_score is not None and not math.isfinite(min_score):
         raise ExportError(f"--min-score must be a number, got {min_score}")
     try:
@@ -114,6 +122,10 @@ def export_run(
     except UnsafeWhere as exc:
         raise ExportError(str(exc)) from None
     target = _target(Path(to), force)
+    if arguments == "object" and target.suffix.lower() == ".parquet":
+        raise ExportError(
+            f"--arguments object writes JSON Lines, not Parquet: give --to a .jsonl name, not {target.name}"
+        )
     query, params = _query(spec, filtered, include_rejected, min_score)
     rows = batch_rows or BATCH_ROWS
     con = open_catalog(run_dir)
@@ -135,6 +147,23 @@ def _format(name: str) -> ExportFormat:
         return FORMATS[name]
     except KeyError:
         raise ExportError(f"unknown format {name!r}; choose one of {', '.join(FORMATS)}") from None
+
+
+def _shaped(spec: ExportFormat, weight_flagged: bool, arguments: str | None) -> ExportFormat:
+    """The format as the per-turn weight and argument options change its file."""
+    if weight_flagged and spec.name not in ("openai", "hf"):
+        raise ExportError(
+            f"--weight-flagged works with --format openai (weight) or hf (train); {spec.name} has no per-turn field"
+        )
+    if arguments is not None and arguments not in ("json", "object"):
+        raise ExportError(f"--arguments must be json or object, got {arguments!r}")
+    if arguments is not None and spec.name != "hf":
+        raise ExportError(f"--arguments applies to --format hf only (not {spec.name})")
+    if arguments == "object":  # one Parquet struct cannot hold every tool's arguments: JSON Lines
+        return dataclasses.replace(spec, file="jsonl", schema=None)
+    if weight_flagged and spec.name == "hf":
+        return dataclasses.replace(spec, schema=HF_TRAIN_SCHEMA)
+    return spec
 
 
 def _target(to: Path, force: bool) -> Path:
@@ -190,21 +219,29 @@ def _reader(
         raise ExportError(f"export query failed: {exc}") from None
 
 
-def _converter(spec: ExportFormat, reasoning: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The row conversion with reasoning_content kept or dropped as asked."""
+def _converter(
+    spec: ExportFormat, reasoning: str | None, weights: bool = False, arguments_as_objects: bool = False
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The row conversion with reasoning_content kept or dropped, turn weights and argument objects as asked."""
+    options: dict[str, bool] = {}
+    if weights:
+        options["weights"] = True
+    if arguments_as_objects:
+        options["arguments_as_objects"] = True
+    base = functools.partial(spec.convert, **options) if options else spec.convert
     if reasoning is None:
-        return spec.convert
+        return base
     if reasoning not in ("keep", "drop"):
         raise ExportError(f"--reasoning must be keep or drop, got {reasoning!r}")
     if spec.view == "rl":
         raise ExportError("--reasoning does not apply to the rl export: its rows hold no assistant turns")
     if reasoning == "drop":
-        return lambda row: spec.convert({**row, "messages": [_without_reasoning(m) for m in row["messages"]]})
+        return lambda row: base({**row, "messages": [_without_reasoning(m) for m in row["messages"]]})
     if spec.name == "sharegpt":
         raise ExportError("sharegpt has no field for reasoning_content: use --format hf or openai to keep it")
     if spec.name == "openai":
-        return functools.partial(openai_example, reasoning=True)
-    return spec.convert
+        return functools.partial(openai_example, reasoning=True, weights=weights)
+    return base
 
 
 def _without_reasoning(message: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,9 @@
 - null and empty fields are left out (no `"name": null`, no empty `tool_calls`);
 - `reasoning_content` is left out unless asked for (`synth export --reasoning keep`): OpenAI's format
   has no such field, but trainers of thinking models read it on assistant turns;
+- `weight` (0 or 1) on every assistant message when asked for (`synth export --weight-flagged`): 0 on
+  a turn whose tool calls the objective checks flag (`synth.export.weights`), so the fine-tuning job
+  does not learn it; OpenAI trains assistant messages only, so user (simulated-user) turns carry none;
 - `tools` is the OpenAI tools list (`parameters` as JSON objects); both `tools` and
   `parallel_tool_calls` are left out of a conversation that offered no tools.
 Call ids (K2's `functions.NAME:IDX`) are kept verbatim.
@@ -21,11 +24,19 @@ import functools
 import json
 from typing import Any
 
+from synth.export.weights import flagged_turns
 
-def openai_example(row: dict[str, Any], *, reasoning: bool = False) -> dict[str, Any]:
+
+def openai_example(row: dict[str, Any], *, reasoning: bool = False, weights: bool = False) -> dict[str, Any]:
     """One line of the file, from a row with `messages` (store shape) and `tools` (JSON text);
-    `reasoning` keeps the assistant turns' reasoning_content."""
-    example: dict[str, Any] = {"messages": [openai_message(message, reasoning) for message in row["messages"]]}
+    `reasoning` keeps the assistant turns' reasoning_content; `weights` gives each assistant message
+    `weight` 0 when the objective checks flag its calls, 1 otherwise."""
+    messages = [openai_message(message, reasoning) for message in row["messages"]]
+    if weights:
+        for message, flagged in zip(messages, flagged_turns(row["messages"], row["tools"] or "[]"), strict=True):
+            if message["role"] == "assistant":
+                message["weight"] = 0 if flagged else 1
+    example: dict[str, Any] = {"messages": messages}
     tools = parsed_tools(row["tools"] or "[]")
     if tools:
         example["tools"] = tools
