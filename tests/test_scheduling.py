@@ -115,30 +115,32 @@ def test_water_fill_serves_small_demands_whole_and_splits_the_rest() -> None:
 
 
 def test_leases_never_pass_the_shared_limit_whatever_the_report_order() -> None:
-    """Three workers whose calls move between reports as far as their lease allows; the
-    coordinator's grants must keep the true sum of calls in flight within the limit."""
+    """Three workers run the lease protocol as a Ray worker does (report, then apply the lease that
+    comes back), interleaved at random with each other and with their own calls starting (up to the
+    lease they hold) and ending. The true sum of calls in flight must stay within the limit."""
     rng = random.Random(7)
     limit = 32
     coordinator = Coordinator([], {"e": limit})
-    held = dict.fromkeys("abc", 0)  # the lease each worker has applied
-    in_flight = dict.fromkeys("abc", 0)
-    demand = {w: rng.randint(0, 40) for w in "abc"}
-    for step in range(3000):
-        worker = rng.choice("abc")
-        # Between reports a worker's calls move anywhere its applied lease allows (or drain).
-        for name in "abc":
-            in_flight[name] = rng.randint(0, max(held[name], 0)) if rng.random() < 0.5 else in_flight[name]
-            in_flight[name] = min(in_flight[name], max(held[name], in_flight[name]))
-            assert sum(in_flight.values()) <= limit, step
-        if rng.random() < 0.1:
-            demand[worker] = rng.randint(0, 40)
-        load = EndpointLoad(in_flight[worker], max(0, demand[worker] - in_flight[worker]), 0, 0)
-        grant = coordinator.lease(worker, {"e": load}, now=float(step))["e"]
-        # While the report was in transit the worker may still have used its old lease.
-        in_flight[worker] = min(max(in_flight[worker], rng.randint(0, held[worker])), max(held[worker], 0))
-        held[worker] = grant
-        in_flight[worker] = min(in_flight[worker], max(grant, in_flight[worker]))
-        assert sum(in_flight.values()) <= limit, step
+    workers = "abc"
+    held = dict.fromkeys(workers, 0)  # the lease each worker has applied
+    pending: dict[str, int] = {}  # leases granted but not yet applied (the answer is in transit)
+    in_flight = dict.fromkeys(workers, 0)
+    demand = {w: rng.randint(0, 40) for w in workers}
+    for step in range(20_000):
+        worker = rng.choice(workers)
+        action = rng.random()
+        if action < 0.3 and worker not in pending:  # report; the lease comes back later
+            load = EndpointLoad(in_flight[worker], max(0, demand[worker] - in_flight[worker]), 0, 0)
+            pending[worker] = coordinator.lease(worker, {"e": load}, now=float(step))["e"]
+        elif action < 0.5 and worker in pending:  # the lease arrives and is applied
+            held[worker] = pending.pop(worker)
+        elif action < 0.8:  # calls start, as far as the lease held allows
+            in_flight[worker] = max(in_flight[worker], min(demand[worker], rng.randint(0, held[worker])))
+        else:  # calls end
+            in_flight[worker] = rng.randint(0, in_flight[worker])
+            if rng.random() < 0.1:
+                demand[worker] = rng.randint(0, 40)
+        assert sum(in_flight.values()) <= limit, (step, in_flight, held, pending)
 
 
 def test_leases_follow_demand_and_a_429_halves_the_shared_limit_once_a_window() -> None:
