@@ -87,6 +87,10 @@ class Coordinator:
 
     # ------------------------------------------------------------------ shards
 
+    def queue(self, plans: list[ShardPlan]) -> None:
+        """Add shards to run, after those already queued."""
+        self._queue.extend(plans)
+
     def next_shard(self, worker: str) -> ShardPlan | None:
         """The next shard for `worker` to open; None when there is none (done, stopped or held back)."""
         if self._stopped is not None or not self._queue:

@@ -86,15 +86,14 @@ class InlinePool:
         self._run_dir = run_dir
         self._client = build_client(config, env)
         self._limits = {key: gate.max_limit for key, gate in self._client.gates().items()}
-        self._coordinator = Coordinator([], self._limits)
+        self._coordinator = Coordinator([], self._limits)  # shards are queued by begin()
         self._hand_out = _Allowance(self._coordinator)
         self._seen = 0
         self._reason: str | None = None
         self._task: asyncio.Task[str | None] | None = None
 
     def begin(self, plans: list[ShardPlan], pools: ToolPools) -> None:
-        self._coordinator = Coordinator(plans, self._limits)
-        self._hand_out.coordinator = self._coordinator
+        self._coordinator.queue(plans)
         source = LocalSource(
             lambda: self._hand_out.next_shard("inline"),
             lambda outcome: self._coordinator.shard_finished("inline", outcome.to_json()),

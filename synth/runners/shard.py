@@ -222,32 +222,9 @@ class OpenShard:
         return summary, None
 
 
-async def run_shard(
-    config: SynthConfig, run_dir: RunLocation, plan: ShardPlan, pools: ToolPools, env: Mapping[str, str]
-) -> StageSummary:
-    """One shard on its own (all its slots at once, within the endpoints' limits); idempotent.
-    Runners stream slots of many shards through `OpenShard` instead; this serves tests and tools."""
-    done = read_marker(run_dir, plan.name)
-    if done is not None:
-        return done
-    client = build_client(config, env)
-    try:
-        shard = open_shard(plan, build_context(config, client), pools)
-        turn = asyncio.Semaphore(len(shard.slots))
-        async with asyncio.TaskGroup() as group:
-            for slot in shard.slots:
-                group.create_task(shard.run_slot(slot, turn))
-        summary, problem = shard.commit(run_dir)
-    finally:
-        await client.aclose()
-    if problem is not None:
-        raise RunStopped(f"shard {plan.name} was not marked done: {problem}")
-    return summary
-
-
-def open_shard(plan: ShardPlan, ctx: Context, pools: ToolPools) -> OpenShard:
-    tools_by_id = {tool.id: tool for group in [*pools.domains, *pools.sandboxes.values()] for tool in group}
-    return OpenShard(plan, ctx, pools, tools_by_id)
+def tool_index(pools: ToolPools) -> dict[str, ToolSpec]:
+    """Every tool of the pools by id: built once per worker, shared by its shards."""
+    return {tool.id: tool for group in [*pools.domains, *pools.sandboxes.values()] for tool in group}
 
 
 async def _episode(

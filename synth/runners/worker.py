@@ -25,7 +25,7 @@ from synth.pipeline.agents import ToolPools
 from synth.runners.budget import ShardOutcome
 from synth.runners.common import build_context
 from synth.runners.plan import ShardPlan
-from synth.runners.shard import OpenShard, open_shard
+from synth.runners.shard import OpenShard, tool_index
 from synth.store import write_shard
 from synth.store.location import RunLocation
 
@@ -62,6 +62,7 @@ class Worker:
         self._config = config
         self._run_dir = run_dir
         self._pools = pools
+        self._tools_by_id = tool_index(pools)
         self._client = client
         self._source = source
         self._gate = asyncio.Semaphore(slots)
@@ -103,7 +104,7 @@ class Worker:
 
     def _open(self, plan: ShardPlan) -> None:
         ctx = build_context(self._config, self._client.session())
-        shard = open_shard(plan, ctx, self._pools)
+        shard = OpenShard(plan, ctx, self._pools, self._tools_by_id)
         self._unfinished += len(shard.slots)
         task = asyncio.create_task(self._run_shard(shard))
         self._shards.add(task)
