@@ -95,6 +95,13 @@ def generate(
         bool, typer.Option("--dry-run", help="print expected calls, tokens and cost; call nothing")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact/--no-compact",
+            help="when the run is complete, merge its shards into large files (local folders; see synth compact)",
+        ),
+    ] = True,
 ) -> None:
     """Generate tools, agents, tasks, trajectories and verdicts into a run folder."""
     from synth.llm.presets import base_url_problem
@@ -151,6 +158,7 @@ def generate(
                 max_cost_usd=max_cost_usd,
                 ray_address=ray_address,
                 say=say,
+                compact=compact,
             )
         )
     except KeyboardInterrupt:
@@ -388,6 +396,29 @@ def report(
         _fail(f"report failed, nothing written: {exc}", code=1)
         return
     typer.echo(f"wrote {result.path} ({result.bytes:,} bytes, {result.sampled} trajectories sampled)")
+
+
+@app.command()
+def compact(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder")],
+    group_tasks: Annotated[
+        int, typer.Option("--group-tasks", min=1, help="at most this many tasks' rows per compacted file")
+    ] = 250_000,
+) -> None:
+    """Merge the run's finished shards into a few large Parquet files per table (safe to rerun)."""
+    from synth.compaction import CompactionError, compact_run
+    from synth.run_folder import RunFolderError
+
+    try:
+        done = compact_run(run_dir, group_tasks=group_tasks)
+    except (CompactionError, RunFolderError) as exc:
+        _fail(str(exc))
+        return
+    except OSError as exc:  # a read-only folder, a full disk: every step is atomic, so a rerun finishes it
+        where = exc.filename or run_dir
+        _fail(f"{where}: cannot compact ({exc.strerror or exc}); fix it and rerun synth compact {run_dir}", code=1)
+        return
+    typer.echo("\n".join(done.lines()))
 
 
 @app.command("serve-offline")

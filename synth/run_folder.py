@@ -22,6 +22,15 @@ import synth
 from synth.config import SynthConfig
 from synth.records import Role, Usage
 from synth.store import RUN_FILE, SCHEMA_VERSION
+from synth.store.compacted import (
+    COMPACT_PREFIX,
+    PART_PREFIX,
+    CompactionStateError,
+    Manifest,
+    covered_shards,
+    read_manifests,
+)
+from synth.store.group_split import drop_group, restore_parts
 from synth.store.location import RunLocation
 from synth.store.ownership import enclosing_run
 
@@ -327,12 +336,21 @@ def verify_marked_shards(
     count, damage inside data pages) is not caught; a query of such a part fails loudly instead."""
     location = _location(run_dir)
     listed = {table: _listing(location, table) for table in {"tools", *SHARD_TABLES}}
+    covered = covered_shards(_manifests(location))
     checks: list[tuple[int, _Promise]] = []
+    group_members: dict[str, list[int]] = {}
     problems: dict[int, list[str]] = {}
     for number, summary in enumerate(markers):
         own = _contradictions(summary)
         if own:
             problems.setdefault(number, []).append(own)
+        group = covered.get(summary.name)
+        if group is not None:
+            # Its parts were merged: the manifest's counts stand for the parts' footers, and the
+            # group's files are checked once for all the shards they hold (below).
+            problems.setdefault(number, []).extend(_covered_problems(summary, group))
+            group_members.setdefault(group.group, []).append(number)
+            continue
         for promise in _promises(summary):
             size = listed[promise.table].get(promise.part)
             relative = f"{promise.table}/{promise.part}"
@@ -343,6 +361,11 @@ def verify_marked_shards(
                 problems.setdefault(number, []).append(f"{relative} is truncated ({size} bytes)")
             else:
                 checks.append((number, promise))
+    groups = {manifest.group: manifest for manifest in covered.values()}
+    for name, numbers in group_members.items():
+        trouble = _group_problem(location, groups[name], listed)
+        for number in numbers if trouble else []:
+            problems.setdefault(number, []).append(trouble)
     # On an object store each footer is a round trip, so several are read at once; locally the
     # footer's decoding is the cost (about 0.1-0.2 ms of CPU per part, measured) and threads do not help.
     workers = 1 if location.local_path is not None else max(1, threads)
@@ -360,10 +383,28 @@ def forget_shard(run_dir: Where, name: str) -> list[str]:
     """Undo a shard so that a resume redoes it from scratch: its marker first (a crash half-way then
     leaves an unmarked shard, which is redone anyway), then every part file it may have written,
     so no stale file of an earlier attempt (e.g. failures the redo does not repeat) stays in the
-    views. Returns what was removed, for the log."""
+    views. Returns what was removed, for the log.
+
+    A compacted shard's rows share files with the other shards of its group, so the group is undone
+    first (`synth.store.group_split`): the other shards' parts are written back from the group's
+    files and the group is dropped, leaving them as they were before compaction. When the group's
+    files cannot be read, their rows are lost whatever is done, so the other shards' markers are
+    removed too (before the group), and they are redone: the returned list names those markers, and
+    the caller must not count them as done."""
     location = _location(run_dir)
+    removed: list[str] = []
+    group = covered_shards(_manifests(location)).get(name)
+    if group is not None:
+        others = set(group.shard_names()) - {name}
+        try:
+            restore_parts(location, group, others)
+        except (pa.ArrowException, OSError):
+            for other in sorted(others):
+                if location.is_file(f"{MARKERS}/{other}.json"):
+                    location.fs.delete_file(location.path(f"{MARKERS}/{other}.json"))
+                    removed.append(f"{MARKERS}/{other}.json")
+        removed += drop_group(location, group)
     summary = StageSummary(name=name)  # the file names do not depend on the counts
-    removed = []
     for relative in [f"{MARKERS}/{name}.json", *(f"{p.table}/{p.part}" for p in _promises(summary))]:
         if location.is_file(relative):
             location.fs.delete_file(location.path(relative))
@@ -371,13 +412,66 @@ def forget_shard(run_dir: Where, name: str) -> list[str]:
     return removed
 
 
+def forgotten_markers(removed: list[str]) -> set[str]:
+    """The shard names whose markers `forget_shard` removed (its own and, for a lost group, others)."""
+    prefix = f"{MARKERS}/"
+    return {r[len(prefix) : -len(".json")] for r in removed if r.startswith(prefix) and r.endswith(".json")}
+
+
+def unmarked_covered(run_dir: Where, marked: set[str]) -> list[str]:
+    """Shards a compacted group covers that have no done-marker (a crash inside `forget_shard`, or a
+    marker a person deleted to have the shard redone): they must be forgotten before anything is
+    redone, or the redo's parts would be hidden behind the group (covered) and then cleaned away."""
+    return sorted(name for name in covered_shards(_manifests(_location(run_dir))) if name not in marked)
+
+
+def _manifests(location: RunLocation) -> list[Manifest]:
+    try:
+        return read_manifests(location)
+    except CompactionStateError as exc:
+        raise RunFolderError(str(exc)) from None
+
+
+def _covered_problems(summary: StageSummary, group: Manifest) -> list[str]:
+    """Where the marker's promises and the manifest's counts of the shard differ."""
+    shard = next(s for s in group.shards if s.name == summary.name)
+    found = []
+    for promise in _promises(summary):
+        rows = shard.rows.get(promise.table, 0) if promise.table in group.tables else None
+        if rows is None:
+            found.append(f"its compacted group {group.group} did not merge the {promise.table} table")
+        elif (promise.rows is not None and rows != promise.rows) or rows < promise.least:
+            found.append(
+                f"its compacted group {group.group} holds {rows} {promise.table} rows of it, "
+                f"its marker says {_said(promise)}"
+            )
+    return found
+
+
+def _group_problem(location: RunLocation, group: Manifest, listed: dict[str, dict[str, int]]) -> str:
+    """Why the group's files do not hold what its manifest says ('' when they do): one footer a table."""
+    for table in group.tables:
+        relative = group.file(table)
+        if relative is None:
+            continue
+        size = listed.get(table, {}).get(relative.rpartition("/")[2])
+        if size is None:
+            return f"{relative} (compacted group {group.group}) is missing"
+        if size < _PARQUET_MIN_BYTES:
+            return f"{relative} (compacted group {group.group}) is truncated ({size} bytes)"
+        problem = _footer_problem(location, _Promise(table, relative.rpartition("/")[2], group.rows(table)))
+        if problem:
+            return problem.replace("its marker says", f"its compaction manifest ({group.group}) says")
+    return ""
+
+
 def _listing(location: RunLocation, table: str) -> dict[str, int]:
-    """Part file name -> size in bytes, from one listing of the table's folder."""
+    """Part (and compacted) file name -> size in bytes, from one listing of the table's folder."""
     selector = pafs.FileSelector(location.path(table), allow_not_found=True, recursive=False)
     return {
         info.base_name: info.size or 0
         for info in location.fs.get_file_info(selector)
-        if info.type == pafs.FileType.File and info.base_name.startswith("part-")
+        if info.type == pafs.FileType.File and info.base_name.startswith((PART_PREFIX, COMPACT_PREFIX))
     }
 
 

@@ -20,15 +20,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from synth.compaction import CompactionError, compact_run
 from synth.config import SynthConfig
 from synth.llm.client import endpoint_limits
 from synth.records import ToolSpec, Usage
 from synth.run_folder import (
+    RunFolderError,
     StageSummary,
     finish_run_info,
     forget_shard,
+    forgotten_markers,
     read_run_info,
     scan_markers,
+    unmarked_covered,
     verify_marked_shards,
     write_run_info,
 )
@@ -117,8 +121,10 @@ async def generate(
     max_cost_usd: float | None = None,
     ray_address: str | None = None,
     say: Say | None = None,
+    compact: bool = True,
 ) -> RunResult:
-    """Run (or resume) every shard of the run in `run_dir`; finishes run.json when all are done."""
+    """Run (or resume) every shard of the run in `run_dir`; finishes run.json when all are done and
+    then, with `compact`, merges the shards into large files (see `_compact_finished`)."""
     location = RunLocation.of(run_dir)
     report = say or (lambda line: None)
     plans = plan_shards(config.run)
@@ -161,25 +167,54 @@ async def generate(
                 usage[role] = usage.get(role, Usage()).add(spent)
             models.update(summary.models)
         finish_run_info(location, usage, models)  # type: ignore[arg-type]
+        if compact:
+            _compact_finished(location, report)
     return result
+
+
+def _compact_finished(location: RunLocation, report: Say) -> None:
+    """Compact a complete local run. Only complete runs: an incomplete one will be resumed, and
+    compacting after every invocation would leave one small group per invocation (compacting marked
+    shards is always safe, since they are never redone, but each compaction makes its own files).
+    Object-store runs are left as parts (compaction streams to local files). A failure here loses
+    nothing and leaves the run complete: it is reported, and `synth compact` finishes the job."""
+    if location.local_path is None:
+        return
+    try:
+        done = compact_run(location.local_path)
+    except (CompactionError, RunFolderError, OSError) as exc:
+        report(f"  compaction failed ({exc}); the run is complete: retry with synth compact {location}")
+        return
+    for line in done.lines():
+        report(f"  {line.strip()}")
 
 
 def _trusted_markers(location: RunLocation, report: Say) -> list[StageSummary]:
     """The done-markers whose files hold what they promise. A damaged marker, or a shard whose
     parts are missing, truncated or of the wrong size, is undone (marker, then parts) and redone,
-    saying so; if the tools are among them, every shard is redone (its agents drew on them)."""
+    saying so; if the tools are among them, every shard is redone (its agents drew on them).
+    Compacted shards are checked against their group (see `verify_marked_shards`); a shard its group
+    lists without a marker is undone too, before anything is redone (see `unmarked_covered`)."""
     markers, damaged = scan_markers(location)  # one listing, not one look-up a shard
-    if not markers and not damaged:
+    named = {summary.name for summary in markers} | {name for name, _ in damaged}
+    unmarked = [(name, "its compacted group lists it with no marker") for name in unmarked_covered(location, named)]
+    if not markers and not damaged and not unmarked:
         return []
     good, bad = verify_marked_shards(location, markers)
-    problems = [(name, problem) for name, problem in damaged] + [(s.name, reason) for s, reason in bad]
+    problems = [(name, problem) for name, problem in damaged] + [(s.name, reason) for s, reason in bad] + unmarked
     if any(name == TOOLS_MARKER for name, _ in problems):
         problems += [(s.name, "its tools are being made again") for s in good if s.name != TOOLS_MARKER]
         good = []
+    forgotten: set[str] = set()
     for name, problem in problems:
         report(f"  {'tools' if name == TOOLS_MARKER else 'shard ' + name} will be redone: {problem}")
-        forget_shard(location, name)
-    return good
+        forgotten |= forgotten_markers(forget_shard(location, name))
+    # Forgetting a shard of a compacted group whose files are unreadable takes the group's other
+    # shards with it (their rows were in those files): they are redone as well.
+    lost = [s for s in good if s.name in forgotten]
+    for summary in lost:
+        report(f"  shard {summary.name} will be redone: its compacted group could not be read back")
+    return [s for s in good if s.name not in forgotten]
 
 
 async def _drive(pool: WorkerPool, tally: _Tally, max_cost_usd: float | None) -> bool:

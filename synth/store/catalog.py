@@ -9,8 +9,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synth.store.location import NotLocalError, local_run_path
-from synth.store.parquet import SHARD_GLOB, shard_paths
+from synth.store.compacted import CompactionStateError, Manifest, live_files, read_manifests
+from synth.store.location import NotLocalError, RunLocation, local_run_path
+from synth.store.parquet import SHARD_GLOB
 from synth.store.rl_view import rl_view_sql
 from synth.store.schema import SCHEMA_VERSION, TABLES, schema_for
 
@@ -83,8 +84,12 @@ def open_catalog(
         # run.json is read once: a run begun with an older schema merges every table's shards.
         info = _run_info(run_dir)
         current_schema = (info or {}).get("schema_version") == SCHEMA_VERSION
+        try:
+            manifests = read_manifests(RunLocation.of(run_dir))
+        except CompactionStateError as exc:
+            raise DamagedRunError(str(exc)) from None
         for table in TABLES:
-            _table_view(con, run_dir, table, current_schema)
+            _table_view(con, run_dir, table, current_schema, manifests)
         try:
             con.execute(_SFT)
             con.execute(rl_view_sql(_OPENAI_TOOLS, info))
@@ -111,27 +116,37 @@ def require_run(run_dir: Path) -> Path:
     return run_dir
 
 
-def _table_view(con: duckdb.DuckDBPyConnection, run_dir: Path, table: str, current_schema: bool) -> None:
-    shards = shard_paths(run_dir, table)
-    if not shards:
+def _table_view(
+    con: duckdb.DuckDBPyConnection, run_dir: Path, table: str, current_schema: bool, manifests: list[Manifest]
+) -> None:
+    # Compacted groups (synth.store.compacted): their files plus the parts no group covers, as a
+    # list; a run never compacted keeps the glob, which DuckDB expands faster than a 20,000-item list.
+    files = [run_dir / relative for relative in live_files(RunLocation.of(run_dir), table, manifests)]
+    if not files:
         # read_parquet fails on a glob that matches nothing; an empty table of the schema keeps
         # the view (and the views built on it) valid. Shards written later need a new catalog.
         con.register(table, schema_for(table).empty_table())
         return
-    pattern = _sql_string(f"{run_dir / table}/{SHARD_GLOB}")
-    ends = _end_schemas(shards, table)
+    compacted = [(run_dir / f, m.rows(table)) for m in manifests if (f := m.file(table)) is not None]
+    if compacted:
+        source = "[" + ", ".join(_sql_string(str(path)) for path in files) + "]"
+    else:
+        source = _sql_string(f"{run_dir / table}/{SHARD_GLOB}")
+    ends = _end_schemas(list(dict.fromkeys([files[0], files[-1], *(path for path, _ in compacted)])), table)
+    _check_compacted_rows(compacted)
     union = ", union_by_name = true" if not current_schema or _needs_union(ends, table) else ""
     try:
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({pattern}{union})")
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({source}{union})")
     except (duckdb.InvalidInputException, duckdb.IOException) as exc:  # a damaged footer, met while binding
         raise DamagedRunError(describe_query_error(exc)) from None
 
 
 def _end_schemas(shards: list[Path], table: str) -> list[pa.Schema]:
-    """The schemas of the first and the last shard, checked to be Parquet files of `table`: a cheap
-    look (two footers) that names a damaged or misplaced file before DuckDB meets it."""
+    """The schemas of `shards` (the first and the last file, and every compacted file), checked to be
+    Parquet files of `table`: a cheap look (a few footers) that names a damaged or misplaced file
+    before DuckDB meets it."""
     schemas = []
-    for shard in dict.fromkeys((shards[0], shards[-1])):
+    for shard in shards:
         try:
             schema = pq.read_schema(shard)
         except (pa.ArrowException, OSError) as exc:
@@ -144,6 +159,18 @@ def _end_schemas(shards: list[Path], table: str) -> list[pa.Schema]:
             )
         schemas.append(schema)
     return schemas
+
+
+def _check_compacted_rows(compacted: list[tuple[Path, int]]) -> None:
+    """Each compacted file holds the rows its manifest counts (one footer each): a file replaced by
+    another group's would otherwise show rows twice or not at all."""
+    for path, rows in compacted:
+        found = pq.read_metadata(path).num_rows
+        if found != rows:
+            raise DamagedRunError(
+                f"{path}: holds {found} rows, its compaction manifest says {rows}; "
+                "restore the file from a backup (the parts it merged are gone)"
+            )
 
 
 def _needs_union(schemas: list[pa.Schema], table: str) -> bool:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synth.records import Record
+from synth.store.compacted import live_files
 from synth.store.location import RunLocation
 from synth.store.schema import from_table, record_type, to_table
 
@@ -95,11 +96,12 @@ def write_table_shard(root: Root, table: str, shard: str, data: pa.Table) -> Pat
 
 
 def read_table(root: Root, table: str) -> list[Record]:
-    """Every record of `table`, shard by shard: meant for small tables and tests (use DuckDB at scale)."""
+    """Every record of `table`, file by file (compacted groups, then the parts no group covers; see
+    `synth.store.compacted`): meant for small tables and tests (use DuckDB at scale)."""
     record_type(table)
     location = RunLocation.of(root)
     return [
         record
-        for name in location.list(table, SHARD_GLOB)
-        for record in from_table(pq.read_table(location.path(f"{table}/{name}"), filesystem=location.fs), table)
+        for relative in live_files(location, table)
+        for record in from_table(pq.read_table(location.path(relative), filesystem=location.fs), table)
     ]
