@@ -348,7 +348,8 @@ def verify_marked_shards(
         if group is not None:
             # Its parts were merged: the manifest's counts stand for the parts' footers, and the
             # group's files are checked once for all the shards they hold (below).
-            problems.setdefault(number, []).extend(_covered_problems(summary, group))
+            for problem in _covered_problems(summary, group):
+                problems.setdefault(number, []).append(problem)
             group_members.setdefault(group.group, []).append(number)
             continue
         for promise in _promises(summary):

@@ -31,14 +31,18 @@ RUN_ENV = ("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY", "RA
 
 @pytest.fixture(scope="module")
 def made_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six tasks in three shards of two (plus the tools stage), judged by the offline model."""
+    """Six tasks in three shards of two (plus the tools stage), judged by the offline model; left as
+    parts, which the tests damage (compacted runs: tests/test_compaction.py)."""
     folder = tmp_path_factory.mktemp("verify")
     config = folder / "config.toml"
     config.write_text("[run]\nshard_size = 2\ntasks_per_agent = 2\n")
     run = folder / "run"
     result = CliRunner().invoke(
         app,
-        ["generate", "--runner", "inline", "--tasks", "6", "--seed", "3", "--config", str(config), "--out", str(run)],
+        [
+            *("generate", "--runner", "inline", "--tasks", "6", "--seed", "3", "--no-compact"),
+            *("--config", str(config), "--out", str(run)),
+        ],
         env=dict.fromkeys(RUN_ENV, ""),
     )
     assert result.exit_code == 0, result.output
