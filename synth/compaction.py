@@ -228,11 +228,16 @@ def _groups(shards: list[StageSummary], group_tasks: int) -> Iterator[list[Stage
 
 def _write_group(folder: Path, group: str, shards: list[StageSummary], pause: Pause) -> None:
     rows: dict[str, dict[str, int]] = {shard.name: {} for shard in shards}
-    for number, table in enumerate(SHARD_TABLES):
-        counts = _merge(folder, table, group, [shard.name for shard in shards], pause if number == 0 else None)
-        for name, count in counts.items():
-            if count:
-                rows[name][table] = count
+    try:
+        for number, table in enumerate(SHARD_TABLES):
+            counts = _merge(folder, table, group, [shard.name for shard in shards], pause if number == 0 else None)
+            for name, count in counts.items():
+                if count:
+                    rows[name][table] = count
+    except BaseException:
+        # Not committed: the files already in place are orphans; removed now rather than at the next run.
+        _remove_all([folder / compacted_file(table, group) for table in SHARD_TABLES])
+        raise
     pause("files")
     manifest = Manifest(
         group=group,

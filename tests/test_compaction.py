@@ -332,8 +332,9 @@ def test_a_part_damaged_inside_its_data_is_named(run: Path) -> None:
 
     assert code == 2
     assert f"error: {part}: a part file cannot be read" in output
-    assert read_manifests_of(run) == []  # nothing committed
+    assert read_manifests_of(run) == []  # nothing committed, and no file of the group left behind
     assert not [p for p in run.rglob(".*") if p.name != ".lock"]
+    assert not list(run.glob("*/compact-*"))
 
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path: Path) -> None:
