@@ -341,14 +341,17 @@ class _RowGroup:
 
 @contextlib.contextmanager
 def _exclusive(folder: Path) -> Iterator[None]:
-    """One compaction of a run at a time (a second would take the first's files for leftovers)."""
-    (folder / COMPACTED).mkdir(exist_ok=True)
-    with open(folder / COMPACTED / ".lock", "a") as lock:
+    """One compaction of a run at a time (a second would take the first's files for leftovers). The
+    lock is held on the run folder itself, so no lock file is left in it."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CompactionError(f"{folder} is being compacted by another process; wait for it to end") from None
         yield
+    finally:
+        os.close(fd)
 
 
 def _remove_all(paths: list[Path]) -> None:

@@ -6,6 +6,7 @@ shard has the rows it had) and `--no-compact`, then compacted by the test."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -19,7 +20,14 @@ import pytest
 from typer.testing import CliRunner
 
 from synth.cli import app
-from synth.compaction import PAUSE_ENV, PAUSE_STEPS, ROW_GROUP_ROWS, compact_run, count_parquet_files
+from synth.compaction import (
+    PAUSE_ENV,
+    PAUSE_STEPS,
+    ROW_GROUP_ROWS,
+    CompactionError,
+    compact_run,
+    count_parquet_files,
+)
 from synth.run_folder import forget_shard, read_markers, verify_marked_shards
 from synth.store import DamagedRunError, open_catalog, read_table
 from synth.store.compacted import Manifest, read_manifests
@@ -98,11 +106,7 @@ def _keys(run: Path) -> dict[str, list[str]]:
 
 def _files(run: Path) -> dict[str, bytes]:
     """Every file of the run by relative path (hidden ones too), with its bytes."""
-    return {
-        str(path.relative_to(run)): path.read_bytes()
-        for path in sorted(run.rglob("*"))
-        if path.is_file() and path.name != ".lock"
-    }
+    return {str(path.relative_to(run)): path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()}
 
 
 def _accepted(run: Path) -> list[str]:
@@ -126,7 +130,7 @@ def _assert_settled(run: Path) -> None:
                 assert relative in listed, relative
             else:
                 assert path.name.removeprefix("part-").removesuffix(".parquet") not in covered, relative
-    assert not [p for p in (run / "_compacted").glob(".*") if p.name != ".lock"]
+    assert not list(run.rglob(".*"))
 
 
 def read_manifests_of(run: Path) -> list[Manifest]:
@@ -333,8 +337,19 @@ def test_a_part_damaged_inside_its_data_is_named(run: Path) -> None:
     assert code == 2
     assert f"error: {part}: a part file cannot be read" in output
     assert read_manifests_of(run) == []  # nothing committed, and no file of the group left behind
-    assert not [p for p in run.rglob(".*") if p.name != ".lock"]
+    assert not list(run.rglob(".*"))
     assert not list(run.glob("*/compact-*"))
+
+
+def test_a_second_compaction_at_once_is_refused(run: Path) -> None:
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running compaction holds it
+        with pytest.raises(CompactionError, match="is being compacted by another process"):
+            compact_run(run)
+    finally:
+        os.close(fd)
+    assert compact_run(run).shards == len(SHARDS)
 
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path: Path) -> None:
