@@ -369,3 +369,20 @@ def test_a_read_only_folder_is_refused_with_one_line(run: Path) -> None:
             folder.chmod(0o755)
     assert code == 1 and "cannot compact (Permission denied)" in output
     assert len(output.strip().splitlines()) == 1
+
+
+def test_a_folder_that_refuses_writes_is_one_line_and_loses_nothing(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a read-only folder does when the tests run as root (which chmod does not stop)."""
+    import synth.compaction as compaction
+
+    before = _rows(run)
+
+    def refuse(path: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(compaction.pq, "ParquetWriter", refuse)
+    code, output = _invoke("compact", str(run))
+
+    assert code == 1 and "cannot compact (Permission denied); fix it and rerun synth compact" in output
+    assert len(output.strip().splitlines()) == 1
+    assert _rows(run) == before and read_manifests_of(run) == []
