@@ -332,6 +332,10 @@ def verify_marked_shards(
     promises (no data page is read), several at a time on an object store. Measured on a shared
     2-core machine: 20,000 local shards (80,000 footers) in 9-16 s, against hours to make them.
 
+    A compacted shard (`synth.store.compacted`) has no parts: its marker is checked against its
+    group's manifest (the rows it recorded for the shard), and the group's files against the
+    manifest (present, readable footer, the table's, its total rows), once a group.
+
     What footers cannot see (a part overwritten by another valid part of the same table and row
     count, damage inside data pages) is not caught; a query of such a part fails loudly instead."""
     location = _location(run_dir)
