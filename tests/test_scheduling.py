@@ -13,10 +13,8 @@ import random
 import pytest
 
 from synth.llm.breaker import CircuitBreaker
-from synth.records import Task
 from synth.llm.errors import EndpointDown, EndpointRejected, JsonAnswerError, RetriesExhausted
-from synth.llm.limiter import AdaptiveLimiter, start_chain
-from synth.runners.chain_lengths import MIN_SEEN, ChainLengths
+from synth.llm.limiter import AdaptiveLimiter, count_calls_in_this_task
 from synth.runners.budget import Coordinator, EndpointLoad, water_fill
 from synth.runners.plan import ShardPlan
 
@@ -72,81 +70,37 @@ async def test_busy_seconds_integrate_the_in_flight_count() -> None:
     assert limiter.peak_in_flight == 2 and limiter.successes == 0
 
 
-async def test_waiters_of_chains_expected_longest_go_first_then_the_most_advanced() -> None:
+async def test_waiters_of_less_advanced_chains_go_first() -> None:
     limiter = AdaptiveLimiter(1)
     await limiter.acquire()  # the slot is taken; everyone below waits
     order: list[str] = []
-    go = asyncio.Event()
 
-    async def chain(name: str, expected: float | None, calls_before: int) -> None:
-        started = start_chain()
-        if expected is not None:
-            started.expect(lambda calls_made: expected)
+    async def chain(name: str, calls_before: int) -> None:
+        count_calls_in_this_task()
         for _ in range(calls_before):  # calls made earlier in this chain
             await limiter.acquire()
             limiter.release()
+        ready.set()
         await go.wait()
         async with limiter:
             order.append(name)
 
-    async def outside_any_chain() -> None:
-        await go.wait()
-        async with limiter:
-            order.append("outside")
-
+    go = asyncio.Event()
+    ready = asyncio.Event()
     limiter.set_lease(5)  # let the chains make their earlier calls
-    names = [("short", 4.0, 1), ("long, fresh", 12.0, 1), ("long, advanced", 12.0, 3), ("unknown", None, 0)]
-    chains = [asyncio.create_task(chain(*spec)) for spec in names]
+    old = asyncio.create_task(chain("old", 3))
     await settle(20)
     limiter.set_lease(1)
-    chains.append(asyncio.create_task(outside_any_chain()))
+    young = asyncio.create_task(chain("young", 0))
+    unrelated = asyncio.create_task(chain("plain", 0))
     await settle(20)
     go.set()
     await settle(20)
-    assert limiter.waiting == 5
+    assert limiter.waiting == 3
     limiter.release()
-    await asyncio.gather(*chains)
-    # Outside any chain (the tools stage) first; a chain with no estimate counts as the longest;
-    # then by expected length, the most advanced first among equals.
-    assert order == ["outside", "unknown", "long, advanced", "long, fresh", "short"]
-
-
-def _task_of(kind: str, expected_tools: int) -> Task:
-    return Task.model_validate(
-        {
-            "id": f"t-{kind}-{expected_tools}",
-            "agent_id": "a",
-            "prompt": "p",
-            "user_goal": "g",
-            "persona": {"name": "n"},
-            "rubric": {
-                "kind": kind,
-                "criteria": [{"name": "c", "description": "d"}],
-                "expected_tools": [f"tool{i}" for i in range(expected_tools)],
-            },
-        }
-    )
-
-
-def test_chain_lengths_are_learned_per_kind_of_task_and_follow_a_chain_past_its_mean() -> None:
-    lengths = ChainLengths()
-    lookup, clarify = _task_of("single_lookup", 1), _task_of("clarification_needed", 3)
-    assert lengths.expected(lookup, 0) is None  # nothing finished yet: nothing to go by
-    for calls in [4, 4, 5, 5, 6]:
-        lengths.record(lookup, calls)
-    for calls in [9, 10, 11, 12, 14]:
-        lengths.record(clarify, calls)
-    assert lengths.expected(lookup, 0) == pytest.approx(4.8)
-    assert lengths.expected(clarify, 0) == pytest.approx(11.2)
-    # A kind with few finished chains falls back to all chains (MIN_SEEN of them).
-    assert lengths.expected(_task_of("parallel_calls", 2), 0) == pytest.approx(8.0)
-    assert lengths.expected(None, 0) == pytest.approx(8.0)  # before its task is known
-    # Past most of its class, a chain is expected to be as long as the chains that went further:
-    # too few of its class did, so all chains that did.
-    assert lengths.expected(lookup, 5) == pytest.approx((6 + 9 + 10 + 11 + 12 + 14) / 6)
-    # Longer than all but MIN_SEEN - 1 chains seen: no estimate, so it counts as the longest.
-    assert lengths.expected(clarify, 11) is None
-    assert MIN_SEEN == 5  # the figures above assume it
+    await asyncio.gather(old, young, unrelated)
+    assert order[-1] == "old"  # the chain with calls behind it waits for those with none
+    assert order[:2] == ["young", "plain"]  # equal levels: first come, first served
 
 
 # ---------------------------------------------------------------- coordinator

@@ -16,18 +16,13 @@ shared by a cluster is such a ceiling, leased from the run's coordinator (`synth
 and may be 0 for a while. The limiter also keeps the time integral of its in-flight count
 (`busy_seconds`), so a run can report how full it kept the endpoint.
 
-Waiters are served by their chain's priority, then first come, first served. A chain is the
-dependent calls of one item (an episode's task: its agent, task, rollout turns, judge; `start_chain`
-makes the current task and the tasks it starts one), and a run's span is a makespan problem: once
-fewer chains are left than the limit, each has one call in flight and nothing else can start, so
-the chains that are long must not be the ones left at the end. A freed slot (or a raised limit) is
-therefore handed to the waiter whose chain is expected to be longest in all (longest processing
-time first, the classic list-scheduling rule), then to the one that has made the most calls (it is
-nearer its end, and its items free sooner). The expected length comes from whoever started the
-chain (`Chain.expect`; the runner learns it from the chains already finished in the run, see
-`synth.runners.chain_lengths`); a chain with no estimate yet counts as the longest, so new chains
-start. A request outside any chain (the tools stage) goes first.
-Lowering the limit cancels nothing: requests
+Waiters are served in order of the calls their chain has made so far, then first come, first
+served: a freed slot (or a raised limit) is handed straight to the waiter whose chain has made the
+fewest calls (`count_calls_in_this_task` makes an episode's task a chain; a task that never said so
+counts as a chain of its own with no calls made). Serving the least advanced chains first keeps the
+chains of a run level, so they end together rather than in a long tail of a few late starters
+with the endpoint idle around them (the run's busy share; `bench/busy_share.py`). Within a level
+no newcomer overtakes. Lowering the limit cancels nothing: requests
 in flight finish, and no new one starts until the count has drained below the new limit.
 Pure asyncio, one event loop, no threads and no state outside the instance.
 """
@@ -38,48 +33,17 @@ import asyncio
 import contextvars
 import heapq
 import itertools
-import math
 import time
-from collections.abc import Callable
 from types import TracebackType
 
-Priority = tuple[int, float, int]
-"""A waiter's place, smaller first: (0 outside any chain, else 1; minus the chain's expected calls;
-minus its calls made)."""
-
-OUTSIDE_ANY_CHAIN: Priority = (0, 0.0, 0)
+_CALLS_MADE: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("synth_calls_made", default=None)
+"""The calls made so far by the chain (an episode's task) the current task belongs to."""
 
 
-class Chain:
-    """One item's dependent calls: how many it has made, and how many it is expected to make in all."""
-
-    __slots__ = ("calls", "_expected")
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self._expected: Callable[[int], float | None] | None = None
-
-    def expect(self, expected: Callable[[int], float | None]) -> None:
-        """Estimate the chain's total calls from then on: `expected(calls made)`, None when there is
-        nothing to go by. Asked again at each request, so an estimate can follow the chain's progress
-        (a chain already past its class's mean is expected to be longer)."""
-        self._expected = expected
-
-    def priority(self) -> Priority:
-        expected = self._expected(self.calls) if self._expected is not None else None
-        return (1, -(math.inf if expected is None else expected), -self.calls)
-
-
-_CHAIN: contextvars.ContextVar[Chain | None] = contextvars.ContextVar("synth_chain", default=None)
-"""The chain the current task belongs to (tasks it starts inherit it)."""
-
-
-def start_chain() -> Chain:
-    """Make the current task (and the tasks it starts) one chain, whose requests every limiter
-    serves by the chain's priority; the caller may give it an expected length (`Chain.expect`)."""
-    chain = Chain()
-    _CHAIN.set(chain)
-    return chain
+def count_calls_in_this_task() -> None:
+    """Make the current task (and the tasks it starts) one chain whose calls are counted: its later
+    requests wait behind those of chains that have made fewer."""
+    _CALLS_MADE.set([0])
 
 
 class AdaptiveLimiter:
@@ -107,7 +71,7 @@ class AdaptiveLimiter:
         self._limit = start
         self._increase_every = increase_every
         self._in_flight = 0
-        self._waiters: list[tuple[Priority, int, asyncio.Future[int]]] = []  # a heap: (priority, arrival, waiter)
+        self._waiters: list[tuple[int, int, asyncio.Future[int]]] = []  # a heap: (calls made, arrival, waiter)
         self._arrivals = itertools.count()
         self._queued = 0  # live waiters in the heap (cancelled ones stay until reached)
         self._next_ticket = 0  # the ticket the next granted slot gets
@@ -215,14 +179,13 @@ class AdaptiveLimiter:
     # ------------------------------------------------------------------ slots
 
     async def acquire(self) -> int:
-        """Wait for a slot (by the chain's priority, then first come); returns the slot's ticket."""
-        chain = _CHAIN.get()
+        """Wait for a slot (fewest calls made first, then first come); returns the slot's ticket."""
+        calls = _CALLS_MADE.get()
         if not self.waiting and self._in_flight < self._limit:
             ticket = self._grant()
         else:
             waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            priority = chain.priority() if chain is not None else OUTSIDE_ANY_CHAIN
-            heapq.heappush(self._waiters, (priority, next(self._arrivals), waiter))
+            heapq.heappush(self._waiters, (calls[0] if calls else 0, next(self._arrivals), waiter))
             self._queued += 1
             try:
                 ticket = await waiter
@@ -232,13 +195,13 @@ class AdaptiveLimiter:
                 else:
                     self._queued -= 1
                 raise  # otherwise the cancelled waiter stays in the heap and is skipped when reached
-        if chain is not None:
-            chain.calls += 1
+        if calls:
+            calls[0] += 1
         self._task_ticket.set(ticket)
         return ticket
 
     def release(self) -> None:
-        """Give a slot back; the first waiter gets it if the limit allows."""
+        """Give a slot back; the oldest waiter gets it if the limit allows."""
         if self._in_flight <= 0:
             raise RuntimeError("AdaptiveLimiter.release() without a slot held")
         self._account()

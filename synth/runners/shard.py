@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from simulators.environment import sandbox_toolsets
 from synth.config import SynthConfig
 from synth.llm.errors import ModelCallError
-from synth.llm.limiter import Chain, start_chain
+from synth.llm.limiter import count_calls_in_this_task
 from synth.pipeline.agents import ToolPools, build_agent
 from synth.pipeline.context import Context
 from synth.pipeline.judge import judge
@@ -34,7 +34,6 @@ from synth.pipeline.tasks import make_task
 from synth.pipeline.tools import generate_domain_tools
 from synth.records import AgentSpec, Failure, Record, Task, ToolSpec, Trajectory, Verdict
 from synth.run_folder import StageSummary, read_marker, write_marker
-from synth.runners.chain_lengths import ChainLengths
 from synth.runners.common import bounded, build_client, build_context
 from synth.runners.plan import ShardPlan
 from synth.store import read_table, write_shard
@@ -131,8 +130,6 @@ class OpenShard:
     ctx: Context
     pools: ToolPools
     tools_by_id: dict[str, ToolSpec]
-    lengths: ChainLengths = field(default_factory=ChainLengths)
-    """The worker's record of finished chains, which orders the endpoints' waiters."""
     started: float = field(default_factory=time.perf_counter)
     _agents: dict[int, AgentSpec | None] = field(default_factory=dict)
     _agent_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
@@ -147,33 +144,23 @@ class OpenShard:
         """Agent (shared with the agent's other slots), task, rollout, judge; a failure is recorded
         against the item, never raised (cancellation aside). `turn` is the worker's slot count: held
         while the slot works, not while it waits for another slot to build its agent."""
-        # The slot is one chain: the endpoints serve the chains expected to be longest first, by
-        # what chains of its kind made in this run so far (nothing is known before its task is).
-        chain = start_chain()
-        chain.expect(self.lengths.estimate_for(None))
-        task = await self._task_and_episode(slot, chain, turn)
-        self.lengths.record(task, chain.calls)  # not when cancelled: a cut chain says nothing of its length
-
-    async def _task_and_episode(self, slot: int, chain: Chain, turn: asyncio.Semaphore) -> Task | None:
-        """The slot's work after the agent; its task, if one was made."""
+        count_calls_in_this_task()  # the endpoints serve the least advanced chains first
         agent = await self._agent(slot // self.ctx.run.tasks_per_agent, turn)
         if agent is None:
-            return None  # build_agent recorded why
+            return  # build_agent recorded why
         async with turn:
             tools = [self.tools_by_id[i] for i in agent.tool_ids]
             try:
                 task = await make_task(agent, tools, slot, self.ctx)
             except Exception as exc:  # one bad item must not kill the shard: it is recorded instead
                 self.ctx.fail("tasks", f"{agent.id}#{slot}", f"{type(exc).__name__}: {exc}")
-                return None
+                return
             if task is None:
-                return None
+                return
             self._tasks[slot] = task
-            chain.expect(self.lengths.estimate_for(task))
             kept = await _episode(task, agent, tools, self.ctx)
             if kept is not None:
                 self._kept[slot] = kept
-            return task
 
     async def _agent(self, index: int, turn: asyncio.Semaphore) -> AgentSpec | None:
         lock = self._agent_locks.setdefault(index, asyncio.Lock())

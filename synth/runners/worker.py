@@ -23,7 +23,6 @@ from synth.config import SynthConfig
 from synth.llm.client import ChatClient
 from synth.pipeline.agents import ToolPools
 from synth.runners.budget import ShardOutcome
-from synth.runners.chain_lengths import ChainLengths
 from synth.runners.common import build_context
 from synth.runners.plan import ShardPlan
 from synth.runners.shard import OpenShard, tool_index
@@ -64,7 +63,6 @@ class Worker:
         self._run_dir = run_dir
         self._pools = pools
         self._tools_by_id = tool_index(pools)
-        self._lengths = ChainLengths()  # shared by the worker's shards: its chains order its requests
         self._client = client
         self._source = source
         self._gate = asyncio.Semaphore(slots)
@@ -106,7 +104,7 @@ class Worker:
 
     def _open(self, plan: ShardPlan) -> None:
         ctx = build_context(self._config, self._client.session())
-        shard = OpenShard(plan, ctx, self._pools, self._tools_by_id, self._lengths)
+        shard = OpenShard(plan, ctx, self._pools, self._tools_by_id)
         self._unfinished += len(shard.slots)
         task = asyncio.create_task(self._run_shard(shard))
         self._shards.add(task)
