@@ -154,6 +154,9 @@ class CoordinatorProcess:
         self._coordinator = Coordinator(plans, limits)
         self._hand_out = _Allowance(self._coordinator)
 
+    def queue(self, plans: list[ShardPlan]) -> None:
+        self._coordinator.queue(plans)
+
     def next_shard(self, worker: str) -> NextShard:
         return self._hand_out.next_shard(worker)
 
@@ -246,8 +249,10 @@ class RayPool:
         self._config = config
         self._run_dir = run_dir
         self._limits = dict(limits)
-        # Actor handles are typed Any: Ray's stubs type them as the wrapped class.
-        self._coordinator: Any = None
+        # Actor handles are typed Any: Ray's stubs type them as the wrapped class. The coordinator
+        # starts now too (its shards come in begin()): an actor's process takes seconds to start,
+        # and started after the tools stage it held the whole run back while the workers waited.
+        self._coordinator: Any = ray.remote(num_cpus=0)(CoordinatorProcess).remote([], self._limits)
         self._actor_class: Any = ray.remote(WorkerProcess)
         self._arguments: tuple[Any, ...] = ()
         self._idle = [self._new_actor(index) for index in range(self._workers)]
@@ -266,7 +271,7 @@ class RayPool:
 
     def begin(self, plans: list[ShardPlan], pools: ToolPools) -> None:
         ray = self._ray
-        self._coordinator = ray.remote(num_cpus=0)(CoordinatorProcess).remote(plans, self._limits)
+        ray.get(self._coordinator.queue.remote(plans))  # queued before any worker asks for a shard
         slots = self._config.run.slots_in_flight(self._limits)
         self._arguments = (
             self._config.model_dump(mode="json"),
