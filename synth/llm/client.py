@@ -89,6 +89,16 @@ def endpoint_limits(endpoints: Mapping[Role, EndpointConfig]) -> dict[str, int]:
     return limits
 
 
+def endpoint_deadlines(endpoints: Mapping[Role, EndpointConfig]) -> dict[str, float]:
+    """Each endpoint's longest request deadline (`timeout_s`) among the roles sharing it: how long a
+    call sent there may still hold a place in the endpoint's queue after its sender has gone."""
+    deadlines: dict[str, float] = {}
+    for config in endpoints.values():
+        key = endpoint_key(config)
+        deadlines[key] = max(deadlines.get(key, 0.0), config.timeout_s)
+    return deadlines
+
+
 class ChatClient:
     """Chat completions for every role, each role on its own endpoint."""
 

@@ -16,6 +16,12 @@ those bounds leave free keeps the sum within the limit.
 **AIMD across workers.** A worker whose limiter halved on a 429 says so; the shared limit halves
 too, at most once per `backoff_window_s` (one burst of 429s is one congestion signal, as in the
 limiter), and grows back by one per limit's worth of successes.
+
+**A worker that dies** leaves its calls at the endpoint: the server goes on with requests whose
+sender is gone (the offline server does, and a hosted endpoint may count them against the account
+until they end). So its share is not handed to the others at once: what it could hold (its last two
+leases, or what it had in flight) stays counted until the endpoint's request deadline has passed,
+after which no call of it can still be running on the client's terms.
 """
 
 from __future__ import annotations
@@ -54,6 +60,12 @@ class _SharedLimit:
     decreases: int = 0
     peak_in_flight: int = 0
     busy_seconds: float = 0.0  # of workers that are gone; live ones add theirs
+    orphaned: list[tuple[float, int]] = field(default_factory=list)  # (until, calls) of dead workers
+
+    def orphans(self, now: float) -> int:
+        """Calls dead workers may still have at the endpoint at `now` (expired holds are dropped)."""
+        self.orphaned = [(until, calls) for until, calls in self.orphaned if until > now]
+        return sum(calls for _, calls in self.orphaned)
 
 
 @dataclass(frozen=True)
@@ -76,8 +88,17 @@ class ShardOutcome:
 class Coordinator:
     """The run's shared state: the shard queue, the outcomes, the stop flag and the endpoint leases."""
 
-    def __init__(self, plans: list[ShardPlan], limits: Mapping[str, int], backoff_window_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        plans: list[ShardPlan],
+        limits: Mapping[str, int],
+        backoff_window_s: float = 1.0,
+        deadlines: Mapping[str, float] | None = None,
+    ) -> None:
+        """`deadlines`: per endpoint, how long a dead worker's calls are still counted (its request
+        deadline); an endpoint without one forgets them at once."""
         self._queue = list(plans)
+        self._deadlines = dict(deadlines or {})
         self._assigned: dict[str, dict[str, ShardPlan]] = {}
         self._outcomes: list[dict[str, Any]] = []
         self._stopped: str | None = None
@@ -105,14 +126,17 @@ class Coordinator:
         self._assigned.get(worker, {}).pop(outcome["summary"]["name"], None)
         self._outcomes.append(outcome)
 
-    def requeue(self, worker: str) -> int:
-        """Put a lost worker's open shards back at the front of the queue; how many there were."""
+    def requeue(self, worker: str, now: float | None = None) -> int:
+        """Put a lost worker's open shards back at the front of the queue; how many there were.
+        Its calls stay counted against each endpoint's limit until that endpoint's deadline."""
+        now = time.monotonic() if now is None else now
         lost = sorted(self._assigned.pop(worker, {}).values(), key=lambda plan: plan.index)
         self._queue[:0] = lost
-        for shared in self._limits.values():
+        for key, shared in self._limits.items():
             load = shared.loads.pop(worker, None)
-            shared.grants.pop(worker, None)
-            shared.applied.pop(worker, None)
+            held = max(shared.grants.pop(worker, 0), shared.applied.pop(worker, 0), load.in_flight if load else 0)
+            if held and self._deadlines.get(key, 0.0) > 0:
+                shared.orphaned.append((now + self._deadlines[key], held))
             if load is not None:
                 shared.busy_seconds += load.busy_seconds
         return len(lost)
@@ -155,7 +179,7 @@ class Coordinator:
         target = water_fill(shared.limit, demands)[worker]
         # A worker reports, then applies the grant it gets back: until its next report it may still
         # be using its previous grant, so its bound is the larger of both and its calls in flight.
-        others = sum(
+        others = shared.orphans(now) + sum(
             max(shared.grants.get(name, 0), shared.applied.get(name, 0), item.in_flight)
             for name, item in shared.loads.items()
             if name != worker

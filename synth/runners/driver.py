@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from synth.compaction import CompactionError, compact_run
 from synth.config import SynthConfig
-from synth.llm.client import endpoint_limits
+from synth.llm.client import endpoint_deadlines, endpoint_limits
 from synth.records import ToolSpec, Usage
 from synth.run_folder import (
     RunFolderError,
@@ -136,8 +136,13 @@ async def generate(
     # The workers start first: Ray's processes warm up while the tools stage makes the tools.
     pool: WorkerPool | None = None
     if todo:
-        limits = endpoint_limits(config.endpoints(env))
-        pool = RayPool(config, location, limits, ray_address) if runner == "ray" else InlinePool(config, location, env)
+        endpoints = config.endpoints(env)
+        limits = endpoint_limits(endpoints)
+        pool = (
+            RayPool(config, location, limits, ray_address, endpoint_deadlines(endpoints))
+            if runner == "ray"
+            else InlinePool(config, location, env)
+        )
     try:
         pools, tools_summary = await tools_stage(config, location, env, repository)
         tally.summaries.append(tools_summary)

@@ -150,8 +150,8 @@ def _client_load(client: ChatClient) -> dict[str, dict[str, float]]:
 class CoordinatorProcess:
     """The coordinator as a Ray actor (one per run, no CPU): the shard queue and shared limits."""
 
-    def __init__(self, plans: list[ShardPlan], limits: Mapping[str, int]) -> None:
-        self._coordinator = Coordinator(plans, limits)
+    def __init__(self, plans: list[ShardPlan], limits: Mapping[str, int], deadlines: Mapping[str, float]) -> None:
+        self._coordinator = Coordinator(plans, limits, deadlines=deadlines)
         self._hand_out = _Allowance(self._coordinator)
 
     def queue(self, plans: list[ShardPlan]) -> None:
@@ -233,9 +233,15 @@ class RayPool:
     """Worker actors on a Ray cluster (started locally when there is none)."""
 
     def __init__(
-        self, config: SynthConfig, run_dir: RunLocation, limits: Mapping[str, int], ray_address: str | None
+        self,
+        config: SynthConfig,
+        run_dir: RunLocation,
+        limits: Mapping[str, int],
+        ray_address: str | None,
+        deadlines: Mapping[str, float],
     ) -> None:
-        """Connects to (or starts) Ray and starts the worker processes, which warm up meanwhile."""
+        """Connects to (or starts) Ray and starts the worker processes, which warm up meanwhile.
+        `deadlines`: each endpoint's request deadline, how long a dead worker's calls still count."""
         try:
             import ray
         except ImportError:  # pragma: no cover - ray is a dependency; this guards a broken install
@@ -252,7 +258,7 @@ class RayPool:
         # Actor handles are typed Any: Ray's stubs type them as the wrapped class. The coordinator
         # starts now too (its shards come in begin()): an actor's process takes seconds to start,
         # and started after the tools stage it held the whole run back while the workers waited.
-        self._coordinator: Any = ray.remote(num_cpus=0)(CoordinatorProcess).remote([], self._limits)
+        self._coordinator: Any = ray.remote(num_cpus=0)(CoordinatorProcess).remote([], self._limits, dict(deadlines))
         self._actor_class: Any = ray.remote(WorkerProcess)
         self._arguments: tuple[Any, ...] = ()
         self._idle = [self._new_actor(index) for index in range(self._workers)]
