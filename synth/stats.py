@@ -6,18 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from synth.config import RunConfig
+from synth.footprint import footprint
 from synth.llm.pricing import K2_MODEL, default_price_table
 from synth.records import Usage
 from synth.run_folder import check_schema_version, read_markers, read_run_info
 from synth.runners.plan import plan_shards
-from synth.store import open_catalog, require_run
+from synth.store import require_run
+from synth.store.resources import Resources, open_bounded_catalog
 
 
-def funnel(run_dir: Path) -> dict[str, Any]:
-    """Counts per stage, per rubric kind, failures by stage, and tokens and cost per role."""
+def funnel(run_dir: Path, resources: Resources | None = None) -> dict[str, Any]:
+    """Counts per stage, per rubric kind, failures by stage, tokens and cost per role, and the run's
+    footprint on disk; DuckDB runs within `resources` (default: every command's, see
+    `synth.store.resources`)."""
     run_dir = require_run(run_dir)
     check_schema_version(run_dir)
-    con = open_catalog(run_dir)
+    con = open_bounded_catalog(run_dir, resources)
     try:
 
         def scalar(sql: str) -> int:
@@ -113,6 +117,7 @@ def funnel(run_dir: Path) -> dict[str, Any]:
         "cost_usd_at_k2_prices": round(k2_equivalent, 4),
         "reasoning": reasoning_share(usage),
         "finished": info.get("finished_at") is not None,
+        "disk": footprint(run_dir).as_dict(),
     }
 
 

@@ -13,7 +13,8 @@ from synth.report.samples import SampleTrajectory, sample_trajectories
 from synth.report.usage import Costs, costs
 from synth.run_folder import read_run_info
 from synth.stats import funnel
-from synth.store import open_catalog, require_run
+from synth.store import require_run
+from synth.store.resources import Resources, open_bounded_catalog
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,12 @@ class ReportData:
     top: int
 
 
-def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12) -> ReportData:
-    """The report's figures for `run_dir` (NotARunError if it is not a run folder)."""
+def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12, resources: Resources | None = None) -> ReportData:
+    """The report's figures for `run_dir` (NotARunError if it is not a run folder), with DuckDB
+    within `resources` (default: every command's, see `synth.store.resources`)."""
     run_dir = require_run(run_dir)
-    stages = funnel(run_dir)
-    con = open_catalog(run_dir)
+    stages = funnel(run_dir, resources)
+    con = open_bounded_catalog(run_dir, resources)
     try:
         return ReportData(
             run_dir=run_dir,
