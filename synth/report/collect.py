@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.report import figures
+from synth.report.calls import gather_calls
 from synth.report.diversity import Diversity, diversity
 from synth.report.figures import Agreement, Bin, Breakdown, Coverage, Distribution, Ranked
 from synth.report.samples import SampleTrajectory, sample_trajectories
@@ -49,6 +50,7 @@ def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12, resources: R
     stages = funnel(run_dir, resources)
     con = open_bounded_catalog(run_dir, resources)
     try:
+        gather_calls(con, run_dir)
         return ReportData(
             run_dir=run_dir,
             info=read_run_info(run_dir),
@@ -62,8 +64,8 @@ def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12, resources: R
             agreement=figures.agreement(con),
             failed_checks=figures.failed_checks(con),
             coverage=figures.tool_coverage(con, top),
-            turns=figures.per_trajectory(con, figures.USER_TURNS),
-            tool_calls=figures.per_trajectory(con, figures.TOOL_CALLS),
+            turns=figures.per_trajectory(con, "user_turns"),
+            tool_calls=figures.per_trajectory(con, "tool_calls"),
             rejection_reasons=figures.rejection_reasons(con, top),
             stage_failures=figures.stage_failures(con, top),
             model_errors=figures.model_errors(con, top),

@@ -1,8 +1,11 @@
 """The browsable part of the report: a bounded, deterministic sample of judged trajectories.
 
-Ids are picked first from the small `verdicts` columns (ordered by a hash of the id, so the same run
-gives the same sample), then only those trajectories are read in full: memory and time depend on the
-sample size, not on the run's.
+The sample is drawn from the first `WINDOW` trajectories in storage order (all of them in a smaller
+run): ids are picked from the small `verdicts` columns among those, ordered by a hash of the id (so
+the same run gives the same sample), then only those trajectories are read in full, their tasks and
+agents by id. Reading a trajectory means decoding its messages, and DuckDB cannot fetch scattered
+rows of a Parquet file without decoding what lies around them: a sample spread over a million
+trajectories would cost a pass over all of them (seconds), one from a window costs the window.
 """
 
 from __future__ import annotations
@@ -12,24 +15,37 @@ from typing import Any
 
 import duckdb
 
+WINDOW = 5_000
+"""Trajectories, in storage order, the sample is drawn from."""
+
+# Storage order: DuckDB keeps it (preserve_insertion_order), so `LIMIT` takes the first rows.
 _PICK = """
+    WITH stored AS (SELECT id FROM trajectories LIMIT $window)
     SELECT trajectory_id FROM (
-        (SELECT trajectory_id FROM verdicts WHERE accepted ORDER BY hash(trajectory_id), trajectory_id LIMIT ?)
+        (SELECT trajectory_id FROM verdicts WHERE accepted AND trajectory_id IN (SELECT id FROM stored)
+         ORDER BY hash(trajectory_id), trajectory_id LIMIT $each)
         UNION ALL
-        (SELECT trajectory_id FROM verdicts WHERE NOT accepted ORDER BY hash(trajectory_id), trajectory_id LIMIT ?)
+        (SELECT trajectory_id FROM verdicts WHERE NOT accepted AND trajectory_id IN (SELECT id FROM stored)
+         ORDER BY hash(trajectory_id), trajectory_id LIMIT $each)
     )
 """
 
 _FETCH = """
-    SELECT t.id, t.messages, list_transform(t.tools, lambda s: s.name) AS tools, t.stop_reason, t.errors,
+    WITH t AS (
+        SELECT id, task_id, agent_id, messages, list_transform(tools, lambda s: s.name) AS tools, stop_reason, errors
+        FROM (SELECT * FROM trajectories LIMIT $window)
+        WHERE id IN (SELECT unnest($ids::VARCHAR[]))
+    ),
+    k AS (SELECT * FROM tasks WHERE id IN (SELECT task_id FROM t)),
+    a AS (SELECT * FROM agents WHERE id IN (SELECT agent_id FROM t))
+    SELECT t.id, t.messages, t.tools, t.stop_reason, t.errors,
            v.accepted, v.score, v.scores, v.checks, v.reasons, v.rubric_kind, v.judge_model,
            k.prompt, k.user_goal, k.persona, k.difficulty, k.rubric.pass_threshold, k.rubric.criteria,
            a.name, a.category, a.domain
-    FROM trajectories t
+    FROM t
     JOIN verdicts v ON v.trajectory_id = t.id
-    LEFT JOIN tasks k ON k.id = t.task_id
-    LEFT JOIN agents a ON a.id = t.agent_id
-    WHERE t.id IN (SELECT unnest(?::VARCHAR[]))
+    LEFT JOIN k ON k.id = t.task_id
+    LEFT JOIN a ON a.id = t.agent_id
     ORDER BY NOT v.accepted, hash(t.id), t.id
 """
 
@@ -70,11 +86,12 @@ class SampleTrajectory:
 
 
 def sample_trajectories(con: duckdb.DuckDBPyConnection, per_outcome: int) -> list[SampleTrajectory]:
-    """Up to `per_outcome` accepted and `per_outcome` rejected trajectories, accepted first."""
-    ids = [row[0] for row in con.execute(_PICK, [per_outcome, per_outcome]).fetchall()]
+    """Up to `per_outcome` accepted and `per_outcome` rejected trajectories of the first `WINDOW`,
+    accepted first."""
+    ids = [row[0] for row in con.execute(_PICK, {"window": WINDOW, "each": per_outcome}).fetchall()]
     if not ids:
         return []
-    rows = con.execute(_FETCH, [ids]).fetchall()
+    rows = con.execute(_FETCH, {"window": WINDOW, "ids": ids}).fetchall()
     return [
         SampleTrajectory(
             id=str(tid),
