@@ -6,8 +6,9 @@ and tool specs (descriptions, JSON Schemas) take kilobytes. DuckDB reads a list 
 so a SQL pass over `messages` decodes all of it (about 10 s per million trajectories, measured);
 Parquet stores every leaf field as its own column, and pyarrow reads just the leaves named here.
 
-So `gather_calls` streams those leaves (`COLUMNS`) through DuckDB in batches, reducing each batch
-with the same SQL the figures used to run on the whole view, into three small temporary tables:
+So `gather_calls` streams those leaves (`COLUMNS`) in batches, flattens each batch's lists with
+Arrow's kernels and reduces them in DuckDB (joins over flat columns, no per-row lambdas) into three
+small temporary tables:
 - `trajectory_shape(id, user_turns, tool_calls)`: one row per trajectory (ids and two integers);
 - `tool_use(tool_id, name, offered_in, calls)`: per tool offered, in how many trajectories and how
   often it was called there, summed over batches;
@@ -22,7 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synth.store import DamagedRunError, shard_paths
@@ -40,7 +43,8 @@ COLUMNS = (
 _TOP_LEVEL = ["id", "messages", "tools"]
 BATCH_ROWS = 50_000
 
-# The tool names an assistant called in one trajectory, one list element per call.
+# The same figures as SQL over the `trajectories` view (what the report ran before; the tests check
+# that the pass below agrees with them).
 CALLED_NAMES = "list_transform(flatten(list_transform(messages, lambda m: m.tool_calls)), lambda c: c.function.name)"
 USER_TURNS = "len(list_filter(messages, lambda m: m.role = 'user'))"
 TOOL_CALLS = "len(flatten(list_transform(messages, lambda m: m.tool_calls)))"
@@ -50,23 +54,20 @@ CREATE OR REPLACE TEMP TABLE trajectory_shape (id VARCHAR, user_turns INTEGER, t
 CREATE OR REPLACE TEMP TABLE tool_use_parts (tool_id VARCHAR, name VARCHAR, offered_in BIGINT, calls BIGINT);
 CREATE OR REPLACE TEMP TABLE call_totals (calls BIGINT, calls_to_unoffered BIGINT);
 """
-_SHAPE = f"INSERT INTO trajectory_shape SELECT id, {USER_TURNS}, {TOOL_CALLS} FROM calls_batch"
-# Offered tools matched to the calls by name within their trajectory: row-local list functions, no
-# join over all calls.
-_TOOL_PARTS = f"""
+# Per batch, from flat tables keyed by the trajectory's row in the batch: `called(row, name)` (one
+# row per call) and `offered(row, id, name)` (one row per tool offered). An offered tool's calls are
+# the calls of its trajectory to its name; a call to a name its trajectory was not offered is a call
+# to an unoffered tool.
+_TOOL_PARTS = """
 INSERT INTO tool_use_parts
-SELECT s.id, min(s.name), count(*), sum(len(list_filter(called, lambda n: n = s.name)))
-FROM (
-    SELECT unnest(list_transform(tools, lambda t: {{'id': t.id, 'name': t.name}})) AS s, {CALLED_NAMES} AS called
-    FROM calls_batch
-)
-GROUP BY s.id
+SELECT o.id, min(o.name), count(*), coalesce(sum(c.n), 0)
+FROM offered o LEFT JOIN (SELECT row, name, count(*) AS n FROM called GROUP BY ALL) c USING (row, name)
+GROUP BY o.id
 """
-_TOTALS = f"""
+_TOTALS = """
 INSERT INTO call_totals
-SELECT coalesce(sum(len(called)), 0),
-       coalesce(sum(len(list_filter(called, lambda n: NOT list_contains(offered, n)))), 0)
-FROM (SELECT {CALLED_NAMES} AS called, list_transform(tools, lambda t: t.name) AS offered FROM calls_batch)
+SELECT (SELECT count(*) FROM called),
+       (SELECT count(*) FROM called c ANTI JOIN (SELECT DISTINCT row, name FROM offered) o USING (row, name))
 """
 _TOOL_USE = """
 CREATE OR REPLACE TEMP TABLE tool_use AS
@@ -77,17 +78,54 @@ DROP TABLE tool_use_parts;
 
 
 def gather_calls(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
-    """Create `trajectory_shape` and `tool_use` (see the module doc) in `con`, a catalog of `run_dir`."""
+    """Create `trajectory_shape`, `tool_use` and `call_totals` (see the module doc) in `con`, a catalog
+    of `run_dir`."""
     con.execute(_CREATE)
     for batch in _batches(shard_paths(run_dir, "trajectories")):
-        con.register("calls_batch", batch)
+        shape, called, offered = _flatten(batch)
+        con.register("shape", shape)
+        con.register("called", called)
+        con.register("offered", offered)
         try:
-            con.execute(_SHAPE)
+            con.execute("INSERT INTO trajectory_shape SELECT id, user_turns, tool_calls FROM shape")
             con.execute(_TOOL_PARTS)
             con.execute(_TOTALS)
         finally:
-            con.unregister("calls_batch")
+            for name in ("shape", "called", "offered"):
+                con.unregister(name)
     con.execute(_TOOL_USE)
+
+
+def _flatten(batch: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """The batch's nested lists as flat tables (Arrow's list kernels, no per-row Python): the shape of
+    each trajectory, its calls and the tools it was offered, keyed by its row in the batch.
+    `pc.struct_field` rather than `StructArray.field`, which ignores a sliced array's offset."""
+    rows = batch.num_rows
+    messages = batch.column("messages").combine_chunks()
+    message_row = pc.list_parent_indices(messages).to_numpy()
+    flat_messages = pc.list_flatten(messages)
+    is_user = pc.equal(pc.struct_field(flat_messages, "role"), "user").to_numpy(zero_copy_only=False)
+    calls = pc.struct_field(flat_messages, "tool_calls")
+    call_row = message_row[pc.list_parent_indices(calls).to_numpy()]
+    names = pc.struct_field(pc.list_flatten(calls), ["function", "name"])
+    tools = batch.column("tools").combine_chunks()
+    flat_tools = pc.list_flatten(tools)
+    shape = pa.table(
+        {
+            "id": batch.column("id"),
+            "user_turns": np.bincount(message_row[is_user], minlength=rows).astype(np.int32),
+            "tool_calls": np.bincount(call_row, minlength=rows).astype(np.int32),
+        }
+    )
+    called = pa.table({"row": call_row, "name": names})
+    offered = pa.table(
+        {
+            "row": pc.list_parent_indices(tools),
+            "id": pc.struct_field(flat_tools, "id"),
+            "name": pc.struct_field(flat_tools, "name"),
+        }
+    )
+    return shape, called, offered
 
 
 def _batches(files: list[Path]) -> Iterator[pa.Table]:
