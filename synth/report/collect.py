@@ -51,6 +51,7 @@ def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12, resources: R
     con = open_bounded_catalog(run_dir, resources)
     try:
         gather_calls(con, run_dir)
+        figures.gather_outcomes(con)
         return ReportData(
             run_dir=run_dir,
             info=read_run_info(run_dir),
