@@ -130,7 +130,7 @@ def _flatten(batch: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
 
 def _batches(files: list[Path]) -> Iterator[pa.Table]:
     """The projected columns of every file, in batches of about BATCH_ROWS rows (small part files are
-    gathered into one batch, large ones read a row group at a time)."""
+    gathered into one batch, large ones read BATCH_ROWS at a time)."""
     pending: list[pa.Table] = []
     rows = 0
     for path in files:
@@ -147,8 +147,8 @@ def _batches(files: list[Path]) -> Iterator[pa.Table]:
 def _read(path: Path) -> Iterator[pa.Table]:
     try:
         with pq.ParquetFile(path) as parquet:
-            for group in range(parquet.num_row_groups):
-                table = parquet.read_row_group(group, columns=list(COLUMNS))
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(COLUMNS)):
+                table = pa.Table.from_batches([batch])
                 # pyarrow leaves out a leaf the file lacks instead of failing.
                 if table.schema.names != _TOP_LEVEL:
                     raise DamagedRunError(
