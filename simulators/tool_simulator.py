@@ -13,42 +13,15 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.arguments import argument_problem
+from simulators.outcome_rates import OutcomeRates
 from simulators.state import merge_patch
 from synth.llm.client import ChatClient
 from synth.records import Message, StateChange, ToolSpec, Usage
 
 Outcome = Literal["success", "partial_failure", "edge_case", "transient_error", "invalid_arguments"]
-
-
-class EffectRates(BaseModel):
-    """Per-call rates of the non-success outcomes for one effect type (the rest succeed)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    partial_failure: float = Field(default=0.03, ge=0, le=1)
-    edge_case: float = Field(default=0.05, ge=0, le=1, description="empty result, not found, conflict")
-    transient_error: float = Field(default=0.04, ge=0, le=1, description="timeout, rate limited")
-
-    @model_validator(mode="after")
-    def _at_most_one(self) -> EffectRates:
-        total = self.partial_failure + self.edge_case + self.transient_error
-        if total > 1:
-            raise ValueError(f"outcome rates add up to {total:.2f}; they must not exceed 1")
-        return self
-
-
-class OutcomeRates(EffectRates):
-    """Controlled stochasticity: these rates for every call, unless `read` or `write` overrides them."""
-
-    read: EffectRates | None = None
-    write: EffectRates | None = None
-
-    def for_effect(self, effect: str) -> EffectRates:
-        override = self.read if effect == "read" else self.write
-        return override or self
 
 
 EDGE_CASES: dict[str, tuple[str, ...]] = {"read": ("empty", "not_found"), "write": ("not_found", "conflict")}

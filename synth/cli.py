@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import socket
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +14,6 @@ import typer
 
 from synth.cli_tools import tools_app
 from synth.config import ConfigError, check_keys, load_config
-from synth.preflight import check_models_served
 from synth.records import ToolSpec
 
 if TYPE_CHECKING:
@@ -105,6 +103,7 @@ def generate(
 ) -> None:
     """Generate tools, agents, tasks, trajectories and verdicts into a run folder."""
     from synth.llm.presets import base_url_problem
+    from synth.preflight import check_models_served
     from synth.run_folder import RunFolderError, prepare_run_folder, read_run_info, resume_run_folder
     from synth.runners.driver import generate as run_generate
     from synth.store.location import RunLocation, copy_hint
@@ -230,9 +229,19 @@ def query(
         int, typer.Option("--limit", min=1, max=10_000_000, help="rows to print at most; a note says when more matched")
     ] = 10_000,
     memory_limit: Annotated[
-        str, typer.Option("--memory-limit", help="DuckDB's memory limit, e.g. 512MB or 4GB")
-    ] = "1GB",
-    threads: Annotated[int, typer.Option("--threads", min=1, max=256, help="DuckDB threads")] = 2,
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="DuckDB's memory limit, e.g. 512MB or 4GB (default: SYNTH_MEMORY_LIMIT, else 512MB or a quarter "
+            "of RAM if less)",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", min=1, max=256, help="DuckDB threads (default: SYNTH_THREADS, else the CPUs, 4 at most)"
+        ),
+    ] = None,
 ) -> None:
     """Run read-only SQL over tools, agents, tasks, trajectories, verdicts, failures, sft and rl.
 
@@ -248,19 +257,21 @@ def query(
         describe_query_error,
         run_query,
     )
+    from synth.store.resources import ResourceError, is_size
 
-    if not _MEMORY_SIZE.fullmatch(memory_limit.strip()):
+    if memory_limit is not None and not is_size(memory_limit):
         _fail(f"--memory-limit {memory_limit!r}: give a size such as 512MB or 4GB")
         return
     try:
-        result = run_query(run_dir, sql, QueryLimits(memory=memory_limit.strip(), threads=threads, rows=limit))
+        result = run_query(run_dir, sql, QueryLimits(memory=memory_limit, threads=threads, rows=limit))
         text = render(result.table, format.value)
-    except (NotARunError, ReadOnlyViolation, DamagedRunError, UnshowableValue) as exc:
+    except (NotARunError, ReadOnlyViolation, DamagedRunError, UnshowableValue, ResourceError) as exc:
         _fail(str(exc))
         return
     except duckdb.OutOfMemoryException as exc:
+        limit_text = memory_limit or "the default; see --memory-limit"
         _fail(
-            f"query needs more than the memory limit ({memory_limit}): {describe_query_error(exc)}; "
+            f"query needs more than the memory limit ({limit_text}): {describe_query_error(exc)}; "
             "narrow it (WHERE, fewer columns, LIMIT) or raise --memory-limit",
             code=1,
         )
@@ -273,25 +284,23 @@ def query(
         typer.echo(f"note: more than {limit:,} rows matched; printed the first {limit:,} (raise --limit)", err=True)
 
 
-_MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
-
-
 @app.command()
 def stats(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """The funnel: tools, agents, tasks, trajectories, accepted, tokens and cost."""
+    """The funnel: tools, agents, tasks, trajectories, accepted, tokens and cost; the run's size on disk."""
     import duckdb
 
     from synth.output import render_funnel
     from synth.run_folder import RunFolderError
     from synth.stats import funnel
     from synth.store import DamagedRunError, NotARunError
+    from synth.store.resources import ResourceError
 
     try:
         figures = funnel(run_dir)
-    except (NotARunError, RunFolderError, DamagedRunError) as exc:
+    except (NotARunError, RunFolderError, DamagedRunError, ResourceError) as exc:
         _fail(str(exc))
         return
     except duckdb.Error as exc:
@@ -342,6 +351,7 @@ def export(
 
     from synth.export import ExportError, export_run
     from synth.store import DamagedRunError, NotARunError
+    from synth.store.resources import ResourceError
 
     try:
         result = export_run(
@@ -356,7 +366,7 @@ def export(
             weight_flagged=weight_flagged,
             arguments=arguments,
         )
-    except (NotARunError, ExportError, DamagedRunError) as exc:
+    except (NotARunError, ExportError, DamagedRunError, ResourceError) as exc:
         _fail(str(exc))
         return
     except duckdb.Error as exc:
@@ -383,10 +393,11 @@ def report(
     from synth.report import ReportError, build_report
     from synth.run_folder import RunFolderError
     from synth.store import DamagedRunError, NotARunError
+    from synth.store.resources import ResourceError
 
     try:
         result = build_report(run_dir, to, per_outcome=sample, top=top)
-    except (NotARunError, RunFolderError, ReportError, DamagedRunError) as exc:
+    except (NotARunError, RunFolderError, ReportError, DamagedRunError, ResourceError) as exc:
         _fail(str(exc))
         return
     except duckdb.Error as exc:

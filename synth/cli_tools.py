@@ -197,12 +197,13 @@ def tools_stats(repo: Annotated[Path, typer.Argument(help="a tool repository fol
     """Tools per source, effect and category; domain count."""
     import duckdb
 
-    from synth.store import DamagedRunError, NotARunError, describe_query_error, is_damage, open_catalog, require_run
+    from synth.store import DamagedRunError, NotARunError, describe_query_error, is_damage, require_run
+    from synth.store.resources import ResourceError, open_bounded_catalog
 
     try:
         folder = require_run(repo)
-        con = open_catalog(folder)
-    except (NotARunError, DamagedRunError) as exc:
+        con = open_bounded_catalog(folder)
+    except (NotARunError, DamagedRunError, ResourceError) as exc:
         _fail(str(exc))
         return
     try:

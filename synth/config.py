@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from simulators.tool_simulator import OutcomeRates
+from simulators.outcome_rates import OutcomeRates
 from synth.llm.offline.faults import FaultConfig
 from synth.llm.presets import PRESETS, EndpointConfig, base_url_problem, preset_endpoint
 from synth.llm.pricing import Price

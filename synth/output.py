@@ -142,6 +142,26 @@ def render_funnel(figures: dict[str, Any]) -> str:
     reasoning = describe_reasoning(figures.get("reasoning") or {})
     if reasoning:
         lines.append(reasoning)
+    disk = figures.get("disk")
+    if disk:
+        lines.extend(render_disk(disk))
     if not figures["finished"]:
         lines.append("note: the run has not finished (interrupted, or still running)")
     return "\n".join(lines)
+
+
+def render_disk(disk: dict[str, Any]) -> list[str]:
+    """The run's footprint (`synth.footprint`) as a few lines: the total, then part files per table."""
+    markers = disk["done_markers"]
+    lines = [
+        f"on disk: {_megabytes(disk['bytes'])} in {disk['files']:,} files "
+        f"({markers['files']:,} done-markers, {_megabytes(markers['bytes'])})",
+        "  table              files         MB",
+    ]
+    for table, files in disk["tables"].items():
+        lines.append(f"  {table:<14} {files['files']:>9,} {files['bytes'] / 1e6:>10,.1f}")
+    return lines
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"

@@ -6,18 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from synth.config import RunConfig
+from synth.footprint import footprint
 from synth.llm.pricing import K2_MODEL, default_price_table
 from synth.records import Usage
-from synth.run_folder import check_schema_version, read_markers, read_run_info
+from synth.run_folder import StageSummary, check_schema_version, read_markers, read_run_info
 from synth.runners.plan import plan_shards
-from synth.store import open_catalog, require_run
+from synth.store import require_run
+from synth.store.resources import Resources, open_bounded_catalog
 
 
-def funnel(run_dir: Path) -> dict[str, Any]:
-    """Counts per stage, per rubric kind, failures by stage, and tokens and cost per role."""
+def funnel(run_dir: Path, resources: Resources | None = None) -> dict[str, Any]:
+    """Counts per stage, per rubric kind, failures by stage, tokens and cost per role, and the run's
+    footprint on disk; DuckDB runs within `resources` (default: every command's, see
+    `synth.store.resources`)."""
     run_dir = require_run(run_dir)
     check_schema_version(run_dir)
-    con = open_catalog(run_dir)
+    con = open_bounded_catalog(run_dir, resources)
     try:
 
         def scalar(sql: str) -> int:
@@ -73,11 +77,7 @@ def funnel(run_dir: Path) -> dict[str, Any]:
     info = read_run_info(run_dir)
     markers = read_markers(run_dir)
     # Done-markers hold what each finished unit spent, so an interrupted run's bill is right too.
-    spent_by_role: dict[str, Usage] = {}
-    for summary in markers:
-        for role, spent in summary.usage.items():
-            spent_by_role[role] = spent_by_role.get(role, Usage()).add(spent)
-    usage = {role: spent.model_dump() for role, spent in spent_by_role.items()} or info.get("usage", {})
+    usage = usage_by_role(markers) or info.get("usage", {})
     prices = default_price_table()
     k2_equivalent = 0.0
     for role_usage in usage.values():
@@ -113,7 +113,21 @@ def funnel(run_dir: Path) -> dict[str, Any]:
         "cost_usd_at_k2_prices": round(k2_equivalent, 4),
         "reasoning": reasoning_share(usage),
         "finished": info.get("finished_at") is not None,
+        "disk": footprint(run_dir).as_dict(),
     }
+
+
+def usage_by_role(markers: list[StageSummary]) -> dict[str, dict[str, Any]]:
+    """What the marked units spent, per role, as `Usage.model_dump()`s. Summed field by field in plain
+    numbers, in marker order (the same sums as `Usage.add`): a million trajectories are 20,000 markers,
+    and a `Usage` per addition would cost more than reading them."""
+    totals: dict[str, dict[str, Any]] = {}
+    for summary in markers:
+        for role, spent in summary.usage.items():
+            total = totals.setdefault(role, dict.fromkeys(Usage.model_fields, 0))
+            for name, value in spent.__dict__.items():
+                total[name] += value
+    return {role: Usage(**total).model_dump() for role, total in totals.items()}
 
 
 def task_slots(info: dict[str, Any], marked: set[str]) -> dict[str, int] | None:

@@ -30,8 +30,8 @@ def test_duckdb_spills_to_a_private_folder_that_is_removed(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     used = run_query(run, "SELECT current_setting('temp_directory') AS d").table.to_pylist()[0]["d"]
-    assert used and Path(used).name.startswith("synth-query-")
-    assert not Path(used).exists()  # removed once the query ended
+    assert used and Path(used).parent.name.startswith("synth-spill-")
+    assert not Path(used).parent.exists()  # removed once the query ended
     assert enclosing_run(used) is None
     assert not (tmp_path / ".tmp").exists()  # DuckDB's default, under the working folder, is never used
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from scripted_support import CANCEL_ORDER, GET_ORDER, NO_FAULTS, Build, make_task, tool_answer
 
+from simulators.outcome_rates import EffectRates, OutcomeRates
 from simulators.state import merge_patch
-from simulators.tool_simulator import EffectRates, OutcomeRates, ToolSimulator
+from simulators.tool_simulator import ToolSimulator
 from simulators.user_simulator import STOP_MARKER, UserSimulator
 from synth.llm.client import ChatClient
 from synth.llm.offline import OfflineModel

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from synth.config import SynthConfig
 from synth.envs.spec import EpisodeSpec
 from synth.llm.client import ChatClient
-from synth.store import open_catalog
+from synth.store.resources import open_bounded_catalog
 
 
 def rl_rows(run_dir: Path, *, accepted_only: bool = False, task_ids: list[str] | None = None) -> list[dict[str, Any]]:
@@ -24,7 +24,7 @@ def rl_rows(run_dir: Path, *, accepted_only: bool = False, task_ids: list[str] |
         conditions.append("list_contains($1, task_id)")
         params.append(task_ids)
     query = "SELECT * FROM rl" + (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY task_id"
-    con = open_catalog(run_dir)
+    con = open_bounded_catalog(run_dir)
     try:
         relation = con.sql(query, params=params or None)
         assert relation is not None

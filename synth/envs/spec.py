@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulators.tool_simulator import OutcomeRates
+from simulators.outcome_rates import OutcomeRates
 from synth.config import RunConfig
 from synth.records import AgentSpec, Persona, Rubric, Task, ToolCall, ToolSpec
 

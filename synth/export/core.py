@@ -28,8 +28,9 @@ from synth.export.sharegpt import sharegpt_example
 from synth.export.sinks import JsonLinesSink, ParquetSink, Sink, atomic_target
 from synth.export.trainers import skyrl_example, trl_example, verifiers_example, verl_example, write_verl_configs
 from synth.export.where import UnsafeWhere, filter_statement
-from synth.store import DamagedRunError, describe_query_error, is_damage, open_catalog, require_run
+from synth.store import DamagedRunError, describe_query_error, is_damage, require_run
 from synth.store.ownership import InsideRunError, refuse_inside_run
+from synth.store.resources import open_bounded_catalog
 
 BATCH_ROWS = 1000
 """Rows per Arrow batch fetched from DuckDB (and per write)."""
@@ -128,7 +129,7 @@ def export_run(
         )
     query, params = _query(spec, filtered, include_rejected, min_score)
     rows = batch_rows or BATCH_ROWS
-    con = open_catalog(run_dir)
+    con = open_bounded_catalog(run_dir)
     try:
         reader = _reader(con, query, params, rows, where)
         written = _write(spec, reader, target, convert)

@@ -6,7 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from simulators.tool_simulator import OutcomeRates, ToolSimulator
+from simulators.outcome_rates import OutcomeRates
+from simulators.tool_simulator import ToolSimulator
 from simulators.user_simulator import UserSimulator
 from synth.catalog import RubricTemplate, Taxonomy
 from synth.config import RunConfig

@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from synth.report import figures
+from synth.report.calls import gather_calls
 from synth.report.diversity import Diversity, diversity
 from synth.report.figures import Agreement, Bin, Breakdown, Coverage, Distribution, Ranked
 from synth.report.samples import SampleTrajectory, sample_trajectories
 from synth.report.usage import Costs, costs
 from synth.run_folder import read_run_info
 from synth.stats import funnel
-from synth.store import open_catalog, require_run
+from synth.store import require_run
+from synth.store.resources import Resources, open_bounded_catalog
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,15 @@ class ReportData:
     top: int
 
 
-def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12) -> ReportData:
-    """The report's figures for `run_dir` (NotARunError if it is not a run folder)."""
+def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12, resources: Resources | None = None) -> ReportData:
+    """The report's figures for `run_dir` (NotARunError if it is not a run folder), with DuckDB
+    within `resources` (default: every command's, see `synth.store.resources`)."""
     run_dir = require_run(run_dir)
-    stages = funnel(run_dir)
-    con = open_catalog(run_dir)
+    stages = funnel(run_dir, resources)
+    con = open_bounded_catalog(run_dir, resources)
     try:
+        gather_calls(con, run_dir)
+        figures.gather_outcomes(con)
         return ReportData(
             run_dir=run_dir,
             info=read_run_info(run_dir),
@@ -60,8 +65,8 @@ def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12) -> ReportDat
             agreement=figures.agreement(con),
             failed_checks=figures.failed_checks(con),
             coverage=figures.tool_coverage(con, top),
-            turns=figures.per_trajectory(con, figures.USER_TURNS),
-            tool_calls=figures.per_trajectory(con, figures.TOOL_CALLS),
+            turns=figures.per_trajectory(con, "user_turns"),
+            tool_calls=figures.per_trajectory(con, "tool_calls"),
             rejection_reasons=figures.rejection_reasons(con, top),
             stage_failures=figures.stage_failures(con, top),
             model_errors=figures.model_errors(con, top),

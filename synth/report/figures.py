@@ -18,11 +18,6 @@ Connection = duckdb.DuckDBPyConnection
 _JUDGE_PASS = "v.score >= k.rubric.pass_threshold"
 _CHECKS_PASS = "list_bool_and(list_transform(v.checks, lambda c: c.passed))"
 
-# The tool names an assistant called in one trajectory, one list element per call.
-CALLED_NAMES = "list_transform(flatten(list_transform(messages, lambda m: m.tool_calls)), lambda c: c.function.name)"
-USER_TURNS = "len(list_filter(messages, lambda m: m.role = 'user'))"
-TOOL_CALLS = "len(flatten(list_transform(messages, lambda m: m.tool_calls)))"
-
 
 @dataclass(frozen=True)
 class Group:
@@ -133,22 +128,36 @@ def _rows(con: Connection, sql: str, params: list[object] | None = None) -> list
     return con.execute(sql, params or []).fetchall()
 
 
+_OUTCOMES = f"""
+CREATE OR REPLACE TEMP TABLE task_outcomes AS
+SELECT k.id AS task_id, k.rubric.kind AS kind,
+       coalesce(nullif(a.category, ''), '(none)') AS category, coalesce(nullif(a.domain, ''), '(none)') AS domain,
+       v.trajectory_id, v.accepted, v.score, len(v.scores) > 0 AS scored,
+       {_JUDGE_PASS} AS judge_pass, {_CHECKS_PASS} AS checks_pass
+FROM tasks k LEFT JOIN agents a ON a.id = k.agent_id LEFT JOIN verdicts v ON v.task_id = k.id
+"""
+
+
+def gather_outcomes(con: Connection) -> None:
+    """Create `task_outcomes`: every task with its agent's category and domain and each of its verdicts
+    (none: NULLs), narrowed to what `acceptance` and `agreement` read. One join of the three tables
+    (a pass over each at a million rows), instead of one per figure."""
+    con.execute(_OUTCOMES)
+
+
 def acceptance(con: Connection, key: str, top: int) -> Breakdown:
-    """Tasks, accepted and rejected per `key`: 'kind' (rubric kind), 'category' or 'domain' (the agent's)."""
-    column = {
-        "kind": "k.rubric.kind",
-        "category": "coalesce(nullif(a.category, ''), '(none)')",
-        "domain": "coalesce(nullif(a.domain, ''), '(none)')",
-    }[key]
+    """Tasks, accepted and rejected per `key`: 'kind' (rubric kind), 'category' or 'domain' (the agent's),
+    from `task_outcomes` (`gather_outcomes`)."""
+    column = {"kind": "kind", "category": "category", "domain": "domain"}[key]
     rows = _rows(
         con,
         f"""
-        SELECT {column} AS grp, count(DISTINCT k.id) AS tasks,
-               count(v.trajectory_id) FILTER (WHERE v.accepted) AS accepted,
-               count(v.trajectory_id) FILTER (WHERE NOT v.accepted) AS rejected,
-               avg(v.score) AS mean_score,
+        SELECT {column} AS grp, count(DISTINCT task_id) AS tasks,
+               count(trajectory_id) FILTER (WHERE accepted) AS accepted,
+               count(trajectory_id) FILTER (WHERE NOT accepted) AS rejected,
+               avg(score) AS mean_score,
                count(*) OVER () AS groups
-        FROM tasks k LEFT JOIN agents a ON a.id = k.agent_id LEFT JOIN verdicts v ON v.task_id = k.id
+        FROM task_outcomes
         GROUP BY grp ORDER BY tasks DESC, grp LIMIT ?
         """,
         [top],
@@ -189,15 +198,15 @@ def criterion_scores(con: Connection, top: int) -> list[tuple[str, float, int]]:
 
 
 def agreement(con: Connection) -> Agreement:
-    """How often the rubric judge and the objective checks reach the same pass/fail (rubric-scored verdicts)."""
+    """How often the rubric judge and the objective checks reach the same pass/fail (rubric-scored verdicts
+    of existing tasks), from `task_outcomes` (`gather_outcomes`)."""
     cells = {
         (bool(j), bool(c)): int(n)
         for j, c, n in _rows(
             con,
-            f"""
-            SELECT {_JUDGE_PASS} AS judge, {_CHECKS_PASS} AS checks, count(*)
-            FROM verdicts v JOIN tasks k ON k.id = v.task_id
-            WHERE len(v.scores) > 0 AND {_CHECKS_PASS} IS NOT NULL
+            """
+            SELECT judge_pass, checks_pass, count(*) FROM task_outcomes
+            WHERE trajectory_id IS NOT NULL AND scored AND checks_pass IS NOT NULL
             GROUP BY ALL
             """,
         )
@@ -224,29 +233,18 @@ def failed_checks(con: Connection) -> list[Ranked]:
 
 
 def tool_coverage(con: Connection, top: int) -> Coverage:
-    """Tools offered per trajectory against the calls made in it, matched by name within the trajectory.
-
-    Row-local list functions do the matching (no join over all calls), so two scans of the names cover
-    any run size: one groups per tool and ranks, one counts calls in total and to tools not offered."""
+    """Tools offered per trajectory against the calls made in it, matched by name within the trajectory,
+    from `tool_use` and `call_totals` (`synth.report.calls.gather_calls`): ranked and summed here."""
     rows = _rows(
         con,
-        f"""
-        WITH per_tool AS (
-            SELECT s.id AS tool_id, min(s.name) AS name, count(*) AS offered_in,
-                   sum(len(list_filter(called, lambda n: n = s.name)))::BIGINT AS calls
-            FROM (
-                SELECT unnest(list_transform(tools, lambda t: {{'id': t.id, 'name': t.name}})) AS s,
-                       {CALLED_NAMES} AS called
-                FROM trajectories
-            )
-            GROUP BY s.id
-        ), ranked AS (
+        """
+        WITH ranked AS (
             SELECT name, offered_in, calls,
                    row_number() OVER (ORDER BY calls DESC, name) AS most,
                    row_number() OVER (ORDER BY calls, offered_in DESC, name) AS least,
                    count(*) OVER () AS offered,
                    count(*) FILTER (WHERE calls > 0) OVER () AS called
-            FROM per_tool
+            FROM tool_use
         )
         SELECT name, offered_in, calls, most, least, offered, called FROM ranked
         WHERE most <= ? OR least <= ?
@@ -254,12 +252,7 @@ def tool_coverage(con: Connection, top: int) -> Coverage:
         [top, top],
     )
     total_calls, unoffered = _rows(
-        con,
-        f"""
-        SELECT coalesce(sum(len(called)), 0),
-               coalesce(sum(len(list_filter(called, lambda n: NOT list_contains(offered, n)))), 0)
-        FROM (SELECT {CALLED_NAMES} AS called, list_transform(tools, lambda t: t.name) AS offered FROM trajectories)
-        """,
+        con, "SELECT coalesce(sum(calls), 0), coalesce(sum(calls_to_unoffered), 0) FROM call_totals"
     )[0]
     repository, given = _rows(
         con,
@@ -283,15 +276,18 @@ def tool_coverage(con: Connection, top: int) -> Coverage:
     )
 
 
-def per_trajectory(con: Connection, expression: str, cap: int = 20) -> Distribution:
-    """The distribution of an integer SQL expression over `trajectories` (one row each), split into
-    (accepted, rejected, unjudged) per value; values at or above `cap` share the last bin."""
+def per_trajectory(con: Connection, column: str, cap: int = 20) -> Distribution:
+    """The distribution of `column` of `trajectory_shape` (`synth.report.calls`: user_turns or
+    tool_calls, one row per trajectory), split into (accepted, rejected, unjudged) per value; values at
+    or above `cap` share the last bin."""
+    if column not in ("user_turns", "tool_calls"):
+        raise ValueError(f"no per-trajectory column {column!r}")
     rows = _rows(
         con,
         f"""
         WITH x AS (
-            SELECT {expression} AS value, v.accepted
-            FROM trajectories LEFT JOIN verdicts v ON v.trajectory_id = trajectories.id
+            SELECT s.{column} AS value, v.accepted
+            FROM trajectory_shape s LEFT JOIN verdicts v ON v.trajectory_id = s.id
         )
         SELECT least(value, ?) AS bin,
                count(*) FILTER (WHERE accepted), count(*) FILTER (WHERE NOT accepted),
@@ -300,7 +296,7 @@ def per_trajectory(con: Connection, expression: str, cap: int = 20) -> Distribut
         """,
         [cap],
     )
-    summary = _rows(con, f"SELECT avg({expression}), median({expression}), max({expression}) FROM trajectories")[0]
+    summary = _rows(con, f"SELECT avg({column}), median({column}), max({column}) FROM trajectory_shape")[0]
     found = {int(b): (int(a), int(r), int(u)) for b, a, r, u in rows}
     top = max(found, default=0)
     bins = [Bin(f"{value}+" if value == cap else str(value), found.get(value, (0, 0, 0))) for value in range(top + 1)]

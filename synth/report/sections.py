@@ -26,6 +26,7 @@ from synth.report.charts import (
 from synth.report.collect import ReportData
 from synth.report.conversation import render_trajectory
 from synth.report.figures import Breakdown, Distribution, Ranked, ToolUse
+from synth.report.samples import WINDOW as SAMPLE_WINDOW
 
 
 class Html(str):
@@ -441,7 +442,13 @@ def samples_section(d: ReportData) -> str:
         "Browse trajectories",
         note(
             f"A fixed sample (by a hash of the id) of {accepted} accepted and {len(d.samples) - accepted} rejected "
-            f"trajectories out of {fmt_int(d.funnel['judged'])} judged. Open one to read the conversation, "
+            f"trajectories out of {fmt_int(d.funnel['judged'])} judged"
+            + (
+                f", drawn from the first {fmt_int(SAMPLE_WINDOW)} stored trajectories"
+                if d.funnel["trajectories"] > SAMPLE_WINDOW
+                else ""
+            )
+            + ". Open one to read the conversation, "
             "the tool calls with their arguments, the tool results and the judge's scores."
         ),
         controls,

@@ -3,41 +3,37 @@
 Confined: the catalog reads the run folder and nothing else (see `catalog._harden`). DuckDB also
 lets a query read its temporary directory (by default `.tmp` under the working directory, which may
 hold anything), so every query gets a private, empty scratch folder made for it outside any run
-folder and removed afterwards; DuckDB spills there and nowhere else, up to `QueryLimits.spill`.
+folder and removed afterwards; DuckDB spills there and nowhere else (`synth.store.resources`).
 
-Bounded: a memory limit and a thread count for DuckDB (a query over its limit ends with DuckDB's
-out-of-memory error, which the caller shows in one line), and a row cap: rows are pulled from
+Bounded: a memory limit and a thread count for DuckDB, by default those of every command
+(`synth.store.resources`; a query over its limit ends with DuckDB's out-of-memory error, which the
+caller shows in one line), and a row cap: rows are pulled from
 DuckDB's stream in batches and the pull stops one row past the cap, so `SELECT * FROM range(10^9)`
 costs the cap, not the range.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
-from synth.store.catalog import open_catalog, require_run
-from synth.store.ownership import enclosing_run
+from synth.store.catalog import require_run
 from synth.store.readonly import read_only_statement
+from synth.store.resources import Resources, open_bounded_catalog
 
 DEFAULT_ROW_LIMIT = 10_000
-DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """What one query may use: DuckDB's memory limit and threads, spill space on disk, rows returned
-    (None: all)."""
+    """What one query may use: DuckDB's memory limit and threads (None: every command's default, see
+    `synth.store.resources`) and the rows returned (None: all)."""
 
-    memory: str = DEFAULT_MEMORY_LIMIT
-    threads: int = 2
-    spill: str = "4GB"
+    memory: str | None = None
+    threads: int | None = None
     rows: int | None = DEFAULT_ROW_LIMIT
 
 
@@ -58,22 +54,16 @@ def run_query(run_dir: Path, sql: str, limits: QueryLimits | None = None) -> Que
     limits = limits or QueryLimits()
     statement = read_only_statement(sql)
     run_dir = require_run(run_dir)
-    with scratch_directory() as scratch:
-        con = open_catalog(
-            run_dir,
-            memory_limit=limits.memory,
-            threads=limits.threads,
-            temp_directory=scratch,
-            spill_limit=limits.spill,
-        )
-        try:
-            relation = con.sql(statement)
-            if relation is None:  # pragma: no cover - a SELECT always has a result
-                return QueryResult(pa.table({}), False)
-            reader = relation.to_arrow_reader(min(limits.rows or 10_000, 10_000) or 1)
-            return _first_rows(reader, limits.rows)
-        finally:
-            con.close()
+    resources = Resources.from_environment(os.environ).override(memory=limits.memory, threads=limits.threads)
+    con = open_bounded_catalog(run_dir, resources)
+    try:
+        relation = con.sql(statement)
+        if relation is None:  # pragma: no cover - a SELECT always has a result
+            return QueryResult(pa.table({}), False)
+        reader = relation.to_arrow_reader(min(limits.rows or 10_000, 10_000) or 1)
+        return _first_rows(reader, limits.rows)
+    finally:
+        con.close()
 
 
 def _first_rows(reader: pa.RecordBatchReader, cap: int | None) -> QueryResult:
@@ -86,18 +76,3 @@ def _first_rows(reader: pa.RecordBatchReader, cap: int | None) -> QueryResult:
             table = pa.Table.from_batches(batches, schema=reader.schema).slice(0, cap)
             return QueryResult(table, True)
     return QueryResult(pa.Table.from_batches(batches, schema=reader.schema), False)
-
-
-@contextmanager
-def scratch_directory() -> Iterator[Path | None]:
-    """A new private folder for DuckDB's spill files, removed afterwards; None (no spilling) when the
-    system's temporary folder is itself inside a run folder, which a query must not read."""
-    base = Path(tempfile.gettempdir())
-    if enclosing_run(base) is not None:
-        yield None
-        return
-    folder = Path(tempfile.mkdtemp(prefix="synth-query-"))  # mode 0700: this user's only
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

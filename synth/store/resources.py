@@ -1,0 +1,132 @@
+"""How much of the machine a command's DuckDB may use, and where it may spill.
+
+Every command that reads a run through its catalog (stats, query, report, export, envs, tools stats)
+opens it with `open_bounded_catalog`, so each one runs within:
+
+- a memory limit: `DEFAULT_MEMORY_CAP` or a quarter of the machine's RAM, whichever is smaller (see
+  `default_memory_bytes`); `SYNTH_MEMORY_LIMIT` (e.g. 2GB) overrides it, `synth query --memory-limit`
+  too. DuckDB spills what does not fit (sorts, joins, aggregates), so a bigger run is slower, not fatal;
+- a thread count: the CPUs, at most `MAX_DEFAULT_THREADS` (each thread holds its own buffers inside the
+  memory limit); `SYNTH_THREADS` overrides it;
+- a private spill folder: made for this one catalog by `tempfile.mkdtemp` (mode 0700, this user's
+  only), outside any run folder (which may be read-only or shared, and whose files `synth query`
+  reads), removed when the catalog is closed; at most `SYNTH_SPILL_LIMIT` (default 4GB) is written.
+  DuckDB lets a query read its own spill folder, so a query can see its own spill files at most, never
+  another command's. When the system's temporary folder is itself inside a run folder, nothing spills.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import duckdb
+
+from synth.store.catalog import open_catalog
+from synth.store.ownership import enclosing_run
+
+MEMORY_ENV = "SYNTH_MEMORY_LIMIT"
+THREADS_ENV = "SYNTH_THREADS"
+SPILL_ENV = "SYNTH_SPILL_LIMIT"
+
+DEFAULT_MEMORY_CAP = 512 * 2**20
+"""DuckDB's default memory limit at most. A command's peak RSS is DuckDB's buffer pool (what the limit
+bounds) plus the interpreter and its imports (~100 MB), the Arrow results handed to Python and
+DuckDB's allocations outside the pool; 512 MB keeps the sum under 1 GB at a million trajectories
+(measured: BENCHMARKS.md), and the commands' aggregates never need more."""
+MEMORY_SHARE = 0.25
+"""On a small machine, a quarter of its RAM: the rest stays with the OS, the page cache and other work."""
+MAX_DEFAULT_THREADS = 4
+"""Threads beyond this gain little on these scans and each one holds buffers within the same limit."""
+DEFAULT_SPILL = "4GB"
+
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+class ResourceError(ValueError):
+    """A resource setting that is not a size or a thread count; the message names where it came from."""
+
+
+def is_size(text: str) -> bool:
+    """Whether `text` is a size DuckDB takes, such as 512MB or 4GB."""
+    return _SIZE.fullmatch(text.strip()) is not None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """DuckDB's memory limit and threads for one command, and the disk it may spill to."""
+
+    memory: str
+    threads: int
+    spill: str = DEFAULT_SPILL
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Resources:
+        """The defaults (see the module doc), overridden by SYNTH_MEMORY_LIMIT, SYNTH_THREADS and
+        SYNTH_SPILL_LIMIT when set; ResourceError names a variable that is not a size or a count."""
+        memory = environ.get(MEMORY_ENV, "").strip() or f"{default_memory_bytes() // 2**20}MiB"
+        spill = environ.get(SPILL_ENV, "").strip() or DEFAULT_SPILL
+        for name, value in ((MEMORY_ENV, memory), (SPILL_ENV, spill)):
+            if not is_size(value):
+                raise ResourceError(f"{name}={value!r}: give a size such as 512MB or 4GB")
+        threads_text = environ.get(THREADS_ENV, "").strip()
+        threads = min(os.cpu_count() or 1, MAX_DEFAULT_THREADS)
+        if threads_text:
+            if not threads_text.isdigit() or not 1 <= int(threads_text) <= 256:
+                raise ResourceError(f"{THREADS_ENV}={threads_text!r}: give a whole number of threads from 1 to 256")
+            threads = int(threads_text)
+        return cls(memory=memory, threads=threads, spill=spill)
+
+    def override(self, *, memory: str | None = None, threads: int | None = None) -> Resources:
+        """These resources with a command's own options (None: keep)."""
+        if memory is not None and not is_size(memory):
+            raise ResourceError(f"memory limit {memory!r}: give a size such as 512MB or 4GB")
+        return replace(self, memory=(memory or self.memory).strip(), threads=threads or self.threads)
+
+
+def default_memory_bytes() -> int:
+    """`DEFAULT_MEMORY_CAP`, or `MEMORY_SHARE` of the machine's RAM when that is smaller."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that reports it: the cap
+        return DEFAULT_MEMORY_CAP
+    return min(DEFAULT_MEMORY_CAP, max(int(ram * MEMORY_SHARE), 64 * 2**20))
+
+
+def open_bounded_catalog(run_dir: Path, resources: Resources | None = None) -> duckdb.DuckDBPyConnection:
+    """`open_catalog(run_dir)` within `resources` (default: `Resources.from_environment(os.environ)`),
+    spilling to a private folder made for this connection. Close the connection as usual: DuckDB
+    deletes its spill files then, and the folder goes when the connection object does (or at exit)."""
+    resources = resources or Resources.from_environment(os.environ)
+    scratch = private_scratch()
+    try:
+        con = open_catalog(
+            run_dir,
+            memory_limit=resources.memory,
+            threads=resources.threads,
+            # A folder DuckDB makes itself on its first spill, inside the private one: DuckDB removes
+            # a spill folder it made when the connection closes.
+            temp_directory=None if scratch is None else scratch / "spill",
+            spill_limit=resources.spill,
+        )
+    except BaseException:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if scratch is not None:
+        weakref.finalize(con, shutil.rmtree, scratch, ignore_errors=True)
+    return con
+
+
+def private_scratch() -> Path | None:
+    """A new folder only this user can enter (mode 0700), for DuckDB's spill files; None when the
+    system's temporary folder is inside a run folder, whose files a query may read."""
+    if enclosing_run(Path(tempfile.gettempdir())) is not None:
+        return None
+    return Path(tempfile.mkdtemp(prefix="synth-spill-"))
