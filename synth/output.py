@@ -151,15 +151,18 @@ def render_funnel(figures: dict[str, Any]) -> str:
 
 
 def render_disk(disk: dict[str, Any]) -> list[str]:
-    """The run's footprint (`synth.footprint`) as a few lines: the total, then part files per table."""
+    """The run's footprint (`synth.footprint`) as a few lines: the total, then data files per table
+    (of which compacted)."""
     markers = disk["done_markers"]
     lines = [
         f"on disk: {_megabytes(disk['bytes'])} in {disk['files']:,} files "
         f"({markers['files']:,} done-markers, {_megabytes(markers['bytes'])})",
-        "  table              files         MB",
+        "  table              files  compacted         MB",
     ]
     for table, files in disk["tables"].items():
-        lines.append(f"  {table:<14} {files['files']:>9,} {files['bytes'] / 1e6:>10,.1f}")
+        lines.append(
+            f"  {table:<14} {files['files']:>9,} {files.get('compacted_files', 0):>10,} {files['bytes'] / 1e6:>10,.1f}"
+        )
     return lines
 
 

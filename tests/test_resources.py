@@ -126,8 +126,15 @@ def test_stats_reports_the_footprint_on_disk(run: Path) -> None:
     files = [path for path in run.rglob("*") if path.is_file()]
     assert disk["files"] == len(files) and disk["bytes"] == sum(path.stat().st_size for path in files)
     for table, figures in disk["tables"].items():
-        parts = list((run / table).glob("part-*.parquet"))
-        assert figures == {"files": len(parts), "bytes": sum(part.stat().st_size for part in parts)}, table
+        parts = [*(run / table).glob("part-*.parquet"), *(run / table).glob("compact-*.parquet")]
+        compacted = list((run / table).glob("compact-*.parquet"))
+        assert figures == {
+            "files": len(parts),
+            "bytes": sum(part.stat().st_size for part in parts),
+            "compacted_files": len(compacted),
+        }, table
+    manifests = list((run / "_compacted").glob("*.json"))
+    assert disk["compaction_manifests"]["files"] == len(manifests) >= 1  # the run compacted at its end
     markers = list((run / "_done").glob("*.json"))
     assert disk["done_markers"] == {"files": len(markers), "bytes": sum(m.stat().st_size for m in markers)}
     assert disk["tables"]["trajectories"]["files"] >= 1 and disk["done_markers"]["files"] >= 2
@@ -137,16 +144,21 @@ def test_stats_reports_the_footprint_on_disk(run: Path) -> None:
     assert "  trajectories " in text.output
 
 
-def test_footprint_counts_only_part_files_as_a_tables_files(tmp_path: Path) -> None:
+def test_footprint_counts_part_and_compacted_files_as_a_tables_files(tmp_path: Path) -> None:
     (tmp_path / "trajectories").mkdir()
     (tmp_path / "trajectories" / "part-a.parquet").write_bytes(b"x" * 10)
     (tmp_path / "trajectories" / ".part-b.parquet.tmp").write_bytes(b"x" * 5)  # a writer's temporary
+    (tmp_path / "trajectories" / "compact-g1.parquet").write_bytes(b"x" * 7)
     (tmp_path / "_done").mkdir()
     (tmp_path / "_done" / "a.json").write_bytes(b"{}")
+    (tmp_path / "_compacted").mkdir()
+    (tmp_path / "_compacted" / "g1.json").write_bytes(b"{}")
     (tmp_path / "run.json").write_bytes(b"{}")
     found = footprint(tmp_path)
-    assert found.tables["trajectories"].files == 1 and found.tables["trajectories"].bytes == 10
-    assert found.markers.files == 1 and found.total.files == 4 and found.total.bytes == 19
+    assert found.tables["trajectories"].files == 2 and found.tables["trajectories"].bytes == 17
+    assert found.compacted["trajectories"].files == 1 and found.compacted["trajectories"].bytes == 7
+    assert found.markers.files == 1 and found.manifests.files == 1
+    assert found.total.files == 6 and found.total.bytes == 28
 
 
 def test_a_bad_memory_variable_is_one_line_from_every_command(run: Path, tmp_path: Path) -> None:
