@@ -66,7 +66,8 @@ from synth.store.parquet import COMPRESSION
 from synth.store.schema import RECORD_TYPES
 
 GROUP_TASKS = 250_000
-"""Tasks (and so at most as many trajectories) per group: 4 files a table at a million rows."""
+"""Tasks (and so at most as many trajectories) per group, about: the groups of one compaction are cut
+even, so a million rows make 4 files a table."""
 
 ROW_GROUP_ROWS = 100_000
 """Rows per Parquet row group, at most. DuckDB scans a file one row group per thread and keeps its
@@ -214,14 +215,19 @@ def pause_from_env() -> Pause:
 
 
 def _groups(shards: list[StageSummary], group_tasks: int) -> Iterator[list[StageSummary]]:
+    """`shards` in order, cut into the fewest groups of at most about `group_tasks` tasks, of even
+    size (1,009,864 tasks: four groups of ~252k, not four of 250k and a fifth of 9,864)."""
+    total = sum(shard.tasks for shard in shards)
+    count = max(1, -(-total // group_tasks))
+    target = -(-total // count)
     group: list[StageSummary] = []
     tasks = 0
     for shard in shards:
-        if group and tasks + shard.tasks > group_tasks:
-            yield group
-            group, tasks = [], 0
         group.append(shard)
         tasks += shard.tasks
+        if tasks >= target:
+            yield group
+            group, tasks = [], 0
     if group:
         yield group
 

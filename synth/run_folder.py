@@ -26,6 +26,7 @@ from synth.store.compacted import (
     COMPACT_PREFIX,
     PART_PREFIX,
     CompactionStateError,
+    CoveredShard,
     Manifest,
     covered_shards,
     read_manifests,
@@ -340,7 +341,9 @@ def verify_marked_shards(
     count, damage inside data pages) is not caught; a query of such a part fails loudly instead."""
     location = _location(run_dir)
     listed = {table: _listing(location, table) for table in {"tools", *SHARD_TABLES}}
-    covered = covered_shards(_manifests(location))
+    manifests = _manifests(location)
+    covered = covered_shards(manifests)
+    entries = {shard.name: shard for manifest in manifests for shard in manifest.shards}
     checks: list[tuple[int, _Promise]] = []
     group_members: dict[str, list[int]] = {}
     problems: dict[int, list[str]] = {}
@@ -352,7 +355,7 @@ def verify_marked_shards(
         if group is not None:
             # Its parts were merged: the manifest's counts stand for the parts' footers, and the
             # group's files are checked once for all the shards they hold (below).
-            for problem in _covered_problems(summary, group):
+            for problem in _covered_problems(summary, group, entries[summary.name]):
                 problems.setdefault(number, []).append(problem)
             group_members.setdefault(group.group, []).append(number)
             continue
@@ -437,9 +440,8 @@ def _manifests(location: RunLocation) -> list[Manifest]:
         raise RunFolderError(str(exc)) from None
 
 
-def _covered_problems(summary: StageSummary, group: Manifest) -> list[str]:
-    """Where the marker's promises and the manifest's counts of the shard differ."""
-    shard = next(s for s in group.shards if s.name == summary.name)
+def _covered_problems(summary: StageSummary, group: Manifest, shard: CoveredShard) -> list[str]:
+    """Where the marker's promises and the manifest's counts of the shard (`shard`) differ."""
     found = []
     for promise in _promises(summary):
         rows = shard.rows.get(promise.table, 0) if promise.table in group.tables else None
