@@ -19,6 +19,18 @@ from __future__ import annotations
 _ESCAPE_TOKENS = r"'\\u[0-9A-Fa-f]{4}|\\.|[^\\]+'"
 
 
+def concat(*pieces: str) -> str:
+    """SQL joining text pieces in one copy (`a || b || c` copies the growing text at every step).
+    concat() skips NULL pieces, so each piece must never be NULL: `string` of a NOT NULL or
+    coalesced value, `nullable`, literals, or a CASE with an ELSE."""
+    return f"concat({', '.join(pieces)})"
+
+
+def literal(text: str) -> str:
+    """`text` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def string(expression: str) -> str:
     """A JSON string of a VARCHAR that is never NULL."""
     return f"to_json({expression})"

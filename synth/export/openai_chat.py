@@ -24,6 +24,7 @@ in the key order above (see `synth.export.json_sql` for why the text equals Pyth
 from __future__ import annotations
 
 from synth.export import json_sql
+from synth.export.json_sql import concat, literal
 from synth.export.weights import flagged_turn_sql
 
 
@@ -33,47 +34,48 @@ def openai_line_sql(*, reasoning: bool, weights: bool) -> str:
     assistant message `weight` 0 when the objective checks flag its calls, 1 otherwise (it needs
     `synth.export.weights.register_call_check` on the connection)."""
     messages = f"array_to_string(list_transform(messages, lambda m: {_message_sql(reasoning, weights)}), ',')"
-    tools = (
-        "CASE WHEN tools IS NOT NULL AND tools <> '[]' "
-        "THEN ',\"tools\":' || tools || ',\"parallel_tool_calls\":true' ELSE '' END"
-    )
-    return f"'{{\"messages\":[' || {messages} || ']' || {tools} || '}}'"
+    offered = concat(literal(',"tools":'), "tools", literal(',"parallel_tool_calls":true'))
+    tools = f"CASE WHEN tools IS NOT NULL AND tools <> '[]' THEN {offered} ELSE '' END"
+    return concat(literal('{"messages":['), messages, literal("]"), tools, literal("}"))
 
 
 def _message_sql(reasoning: bool, weights: bool) -> str:
     """One message `m` as a JSON object (the tool message has fixed keys; the others vary)."""
     content = json_sql.string("coalesce(m.content, '')")
     answered = json_sql.string("coalesce(m.tool_call_id, '')")
-    tool = f"',\"tool_call_id\":' || {answered} || ',\"content\":' || {content}"
+    tool = concat(literal(',"tool_call_id":'), answered, literal(',"content":'), content)
     calls = f"array_to_string(list_transform(m.tool_calls, lambda c: {tool_call_sql('c')}), ',')"
-    body = (
-        "CASE WHEN m.role = 'assistant' AND len(m.tool_calls) > 0 THEN "
-        f"(CASE WHEN m.content <> '' THEN ',\"content\":' || {json_sql.string('m.content')} ELSE '' END)"
-        f" || ',\"tool_calls\":[' || {calls} || ']' "
-        f"ELSE ',\"content\":' || {content} END"
-        f" || CASE WHEN m.name <> '' THEN ',\"name\":' || {json_sql.string('m.name')} ELSE '' END"
-    )
+    said = concat(literal(',"content":'), json_sql.string("m.content"))
+    with_calls = concat(f"CASE WHEN m.content <> '' THEN {said} ELSE '' END", literal(',"tool_calls":['), calls, "']'")
+    named = concat(literal(',"name":'), json_sql.string("m.name"))
+    plain = concat(literal(',"content":'), content)
+    pieces = [
+        f"CASE WHEN m.role = 'assistant' AND len(m.tool_calls) > 0 THEN {with_calls} ELSE {plain} END",
+        f"CASE WHEN m.name <> '' THEN {named} ELSE '' END",
+    ]
     if reasoning:
-        body += (
-            " || CASE WHEN m.role = 'assistant' AND m.reasoning_content IS NOT NULL THEN"
-            f" ',\"reasoning_content\":' || {json_sql.string('m.reasoning_content')} ELSE '' END"
-        )
+        thought = concat(literal(',"reasoning_content":'), json_sql.string("m.reasoning_content"))
+        pieces.append(f"CASE WHEN m.role = 'assistant' AND m.reasoning_content IS NOT NULL THEN {thought} ELSE '' END")
     if weights:
-        body += (
-            " || CASE WHEN m.role <> 'assistant' THEN ''"
+        pieces.append(
+            "CASE WHEN m.role <> 'assistant' THEN ''"
             f" WHEN {flagged_turn_sql('m', 'tools')} THEN ',\"weight\":0' ELSE ',\"weight\":1' END"
         )
+    body = concat(*pieces)
     role = json_sql.string("m.role")
-    return f"'{{\"role\":' || {role} || CASE WHEN m.role = 'tool' THEN {tool} ELSE {body} END || '}}'"
+    return concat(literal('{"role":'), role, f"CASE WHEN m.role = 'tool' THEN {tool} ELSE {body} END", literal("}"))
 
 
 def tool_call_sql(call: str, arguments: str | None = None) -> str:
     """One stored call as `{"id", "type": "function", "function": {"name", "arguments"}}`; the
     arguments are JSON text (empty text becomes `{}`) unless `arguments` gives their JSON."""
     text = f"coalesce(nullif({call}.function.arguments, ''), '{{}}')"
-    call_id, name = json_sql.string(f"{call}.id"), json_sql.string(f"{call}.function.name")
-    value = arguments or json_sql.string(text)
-    return (
-        f'\'{{"id":\' || {call_id} || \',"type":"function","function":{{"name":\' || {name}'
-        f" || ',\"arguments\":' || {value} || '}}}}'"
+    return concat(
+        literal('{"id":'),
+        json_sql.string(f"{call}.id"),
+        literal(',"type":"function","function":{"name":'),
+        json_sql.string(f"{call}.function.name"),
+        literal(',"arguments":'),
+        arguments or json_sql.string(text),
+        literal("}}"),
     )
