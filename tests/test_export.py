@@ -10,12 +10,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from export_oracle import sql_hf_example as hf_example
+from export_oracle import sql_openai_example as openai_example
 from typer.testing import CliRunner, Result
 
 import synth.export.core as export_core
 from synth.cli import app
-from synth.export.hf import hf_example
-from synth.export.openai_chat import openai_example
 from synth.export.sharegpt import sharegpt_example
 from synth.export.sinks import JsonLinesSink, ParquetSink
 from synth.records import Message, ToolCall
@@ -487,20 +487,31 @@ def test_existing_target_needs_force(run_dir: Path, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- streaming and atomicity
 
 
+def _write_method(fmt: str) -> str:
+    """The sink method an export in `fmt` writes through: batches DuckDB shaped, or Python rows."""
+    return "write_batch" if export_core.FORMATS[fmt].shape is not None else "write_rows"
+
+
+def _rows_of(written: Any) -> int:
+    return written.num_rows if hasattr(written, "num_rows") else len(written)
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_small_batches_give_the_same_file(
     run_dir: Path, exports: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
     writes: list[int] = []
     sink = ParquetSink if SUFFIX[fmt] == "parquet" else JsonLinesSink
-    original = sink.write_rows
+    method = _write_method(fmt)
+    original = getattr(sink, method)
 
-    def counting(self: Any, rows: list[dict[str, Any]]) -> None:
-        writes.append(len(rows))
-        original(self, rows)
+    def counting(self: Any, written: Any) -> None:
+        writes.append(_rows_of(written))
+        original(self, written)
 
-    monkeypatch.setattr(sink, "write_rows", counting)
+    monkeypatch.setattr(sink, method, counting)
     monkeypatch.setattr(export_core, "BATCH_ROWS", 3)
+    monkeypatch.setattr(export_core, "SHAPED_BATCH_ROWS", 3)
     target = tmp_path / f"small.{SUFFIX[fmt]}"
     result = _export(run_dir, fmt, target)
     assert result.exit_code == 0, result.output
@@ -520,17 +531,19 @@ def test_a_failure_mid_export_leaves_no_file(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, existing: bool
 ) -> None:
     sink = ParquetSink if SUFFIX[fmt] == "parquet" else JsonLinesSink
-    original = sink.write_rows
+    method = _write_method(fmt)
+    original = getattr(sink, method)
     calls: list[int] = []
 
-    def failing(self: Any, rows: list[dict[str, Any]]) -> None:
-        calls.append(len(rows))
+    def failing(self: Any, written: Any) -> None:
+        calls.append(_rows_of(written))
         if len(calls) > 1:
             raise RuntimeError("disk on fire")
-        original(self, rows)
+        original(self, written)
 
-    monkeypatch.setattr(sink, "write_rows", failing)
+    monkeypatch.setattr(sink, method, failing)
     monkeypatch.setattr(export_core, "BATCH_ROWS", 2)
+    monkeypatch.setattr(export_core, "SHAPED_BATCH_ROWS", 2)
     target = tmp_path / f"out.{SUFFIX[fmt]}"
     if existing:
         target.write_text("the previous export\n")

@@ -10,12 +10,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from export_oracle import sql_hf_example as hf_example
+from export_oracle import sql_openai_example as openai_example
 from scripted_support import assistant_calls, make_task, make_trajectory, tool_result
 from typer.testing import CliRunner, Result
 
 from synth.cli import app
-from synth.export.hf import HF_SCHEMA, hf_example
-from synth.export.openai_chat import openai_example
+from synth.export.hf import HF_SCHEMA
 from synth.pipeline.judge import objective_checks
 from synth.records import Message, ToolCall
 from synth.store import open_catalog

@@ -1,4 +1,6 @@
 """Exports of a run as training data files, streamed batch by batch out of the run's DuckDB catalog.
+openai and hf rows are shaped by DuckDB SQL (no Python per row); the other formats convert each row
+in Python.
 
 | format     | file    | what |
 |------------|---------|------|

@@ -6,6 +6,7 @@ of `{id, type, function: {name, arguments}}`, null when the turn calls nothing),
 `reasoning_content` (kept: thinking models' templates render it). `arguments` stays JSON text.
 Also: `trajectory_id`, `task_id`, `rubric_kind`, `score` (the judge's) and `accepted`.
 Load with `datasets.load_dataset("parquet", data_files=PATH, split="train")`.
+DuckDB shapes the rows (`hf_columns_sql`, `hf_line_sql`): no Python per row.
 
 Options (`synth export --format hf ...`):
 - `--weight-flagged` adds a `train` boolean to every message (axolotl's per-message training field,
@@ -21,13 +22,11 @@ Options (`synth export --format hf ...`):
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pyarrow as pa
 
-from synth.export.openai_chat import tool_call
-from synth.export.weights import trainable
+from synth.export import json_sql
+from synth.export.openai_chat import tool_call_sql
+from synth.export.weights import flagged_turn_sql
 
 _FUNCTION = pa.struct([pa.field("name", pa.string()), pa.field("arguments", pa.string())])
 _TOOL_CALL = pa.struct([pa.field("id", pa.string()), pa.field("type", pa.string()), pa.field("function", _FUNCTION)])
@@ -62,40 +61,55 @@ HF_TRAIN_SCHEMA = _schema(MESSAGE_WITH_TRAIN)
 """The hf schema with `--weight-flagged`: each message also has `train`."""
 
 
-def hf_example(row: dict[str, Any], *, weights: bool = False, arguments_as_objects: bool = False) -> dict[str, Any]:
-    """One row of the file, from a row of the sft query; `weights` adds each message's `train` flag,
-    `arguments_as_objects` parses the calls' arguments."""
-    messages = [hf_message(message, arguments_as_objects) for message in row["messages"]]
+def hf_columns_sql(*, reasoning: bool, weights: bool) -> str:
+    """SQL select list: the file's columns (in `HF_SCHEMA` order, `HF_TRAIN_SCHEMA` with `weights`)
+    from a row of the sft query. `reasoning` keeps reasoning_content (null otherwise)."""
+    calls = (
+        "CASE WHEN len(m.tool_calls) > 0 THEN list_transform(m.tool_calls, lambda c: {'id': c.id, 'type': 'function', "
+        "'function': {'name': c.function.name, 'arguments': coalesce(nullif(c.function.arguments, ''), '{}')}}) END"
+    )
+    fields = [
+        "'role': m.role",
+        "'content': m.content",
+        f"'tool_calls': {calls}",
+        "'tool_call_id': m.tool_call_id",
+        f"'reasoning_content': {'m.reasoning_content' if reasoning else 'NULL::VARCHAR'}",
+    ]
     if weights:
-        for message, train in zip(messages, trainable(row["messages"], row["tools"] or "[]"), strict=True):
-            message["train"] = train
-    return {
-        "messages": messages,
-        "tools": row["tools"] or "[]",
-        "trajectory_id": row["trajectory_id"],
-        "task_id": row["task_id"],
-        "rubric_kind": row["rubric_kind"],
-        "score": row["score"],
-        "accepted": row["accepted"],
-    }
+        fields.append(f"'train': m.role = 'assistant' AND NOT {flagged_turn_sql('m', 'tools')}")
+    message = "{" + ", ".join(fields) + "}"
+    return f"list_transform(messages, lambda m: {message}) AS messages, {_SCALARS}"
 
 
-def hf_message(message: dict[str, Any], arguments_as_objects: bool = False) -> dict[str, Any]:
-    calls = [tool_call(call) for call in message.get("tool_calls") or []]
-    if arguments_as_objects:
-        for call in calls:
-            call["function"]["arguments"] = _parsed(call["function"]["arguments"])
-    return {
-        "role": message["role"],
-        "content": message.get("content"),
-        "tool_calls": calls or None,
-        "tool_call_id": message.get("tool_call_id"),
-        "reasoning_content": message.get("reasoning_content"),
-    }
+def hf_line_sql(*, reasoning: bool, weights: bool) -> str:
+    """SQL: one JSON line (no newline) of the `--arguments object` file: the columns of
+    `hf_columns_sql`, each call's arguments as the JSON they hold (text that is not JSON stays text)."""
+    arguments = "coalesce(nullif(c.function.arguments, ''), '{}')"
+    as_json = f"CASE WHEN json_valid({arguments}) THEN json({arguments})::VARCHAR ELSE {json_sql.string(arguments)} END"
+    calls = f"array_to_string(list_transform(m.tool_calls, lambda c: {tool_call_sql('c', as_json)}), ',')"
+    reasoning_value = json_sql.nullable("m.reasoning_content") if reasoning else "'null'"
+    message = (
+        f"'{{\"role\":' || {json_sql.string('m.role')} || ',\"content\":' || {json_sql.nullable('m.content')}"
+        f" || ',\"tool_calls\":' || CASE WHEN len(m.tool_calls) > 0 THEN '[' || {calls} || ']' ELSE 'null' END"
+        f" || ',\"tool_call_id\":' || {json_sql.nullable('m.tool_call_id')}"
+        f" || ',\"reasoning_content\":' || {reasoning_value}"
+    )
+    if weights:
+        train = json_sql.boolean(f"m.role = 'assistant' AND NOT {flagged_turn_sql('m', 'tools')}")
+        message += f" || ',\"train\":' || {train}"
+    messages = f"array_to_string(list_transform(messages, lambda m: {message} || '}}'), ',')"
+    scalars = " || ".join(
+        f"',\"{name}\":' || {value}"
+        for name, value in (
+            ("tools", json_sql.string("coalesce(tools, '[]')")),
+            ("trajectory_id", json_sql.nullable("trajectory_id")),
+            ("task_id", json_sql.nullable("task_id")),
+            ("rubric_kind", json_sql.nullable("rubric_kind")),
+            ("score", json_sql.nullable("score")),
+            ("accepted", json_sql.nullable("accepted")),
+        )
+    )
+    return f"'{{\"messages\":[' || {messages} || ']' || {scalars} || '}}'"
 
 
-def _parsed(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+_SCALARS = "coalesce(tools, '[]') AS tools, trajectory_id, task_id, rubric_kind, score, accepted"

@@ -16,67 +16,66 @@
 - `tools` is the OpenAI tools list (`parameters` as JSON objects); both `tools` and
   `parallel_tool_calls` are left out of a conversation that offered no tools.
 Call ids (K2's `functions.NAME:IDX`) are kept verbatim.
+
+DuckDB writes each line (`openai_line_sql`), no Python per row: the line is built from JSON pieces
+in the key order above (see `synth.export.json_sql` for why the text equals Python's `json.dumps`).
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from typing import Any
-
-from synth.export.weights import flagged_turns
+from synth.export import json_sql
+from synth.export.json_sql import concat, literal
+from synth.export.weights import flagged_turn_sql
 
 
-def openai_example(row: dict[str, Any], *, reasoning: bool = False, weights: bool = False) -> dict[str, Any]:
-    """One line of the file, from a row with `messages` (store shape) and `tools` (JSON text);
-    `reasoning` keeps the assistant turns' reasoning_content; `weights` gives each assistant message
-    `weight` 0 when the objective checks flag its calls, 1 otherwise."""
-    messages = [openai_message(message, reasoning) for message in row["messages"]]
+def openai_line_sql(*, reasoning: bool, weights: bool) -> str:
+    """SQL: one line of the file (no newline) from the columns `messages` (store shape) and `tools`
+    (JSON text). `reasoning` keeps the assistant turns' reasoning_content; `weights` gives each
+    assistant message `weight` 0 when the objective checks flag its calls, 1 otherwise (it needs
+    `synth.export.weights.register_call_check` on the connection)."""
+    messages = f"array_to_string(list_transform(messages, lambda m: {_message_sql(reasoning, weights)}), ',')"
+    offered = concat(literal(',"tools":'), "tools", literal(',"parallel_tool_calls":true'))
+    tools = f"CASE WHEN tools IS NOT NULL AND tools <> '[]' THEN {offered} ELSE '' END"
+    return concat(literal('{"messages":['), messages, literal("]"), tools, literal("}"))
+
+
+def _message_sql(reasoning: bool, weights: bool) -> str:
+    """One message `m` as a JSON object (the tool message has fixed keys; the others vary)."""
+    content = json_sql.string("coalesce(m.content, '')")
+    answered = json_sql.string("coalesce(m.tool_call_id, '')")
+    tool = concat(literal(',"tool_call_id":'), answered, literal(',"content":'), content)
+    calls = f"array_to_string(list_transform(m.tool_calls, lambda c: {tool_call_sql('c')}), ',')"
+    said = concat(literal(',"content":'), json_sql.string("m.content"))
+    with_calls = concat(f"CASE WHEN m.content <> '' THEN {said} ELSE '' END", literal(',"tool_calls":['), calls, "']'")
+    named = concat(literal(',"name":'), json_sql.string("m.name"))
+    plain = concat(literal(',"content":'), content)
+    pieces = [
+        f"CASE WHEN m.role = 'assistant' AND len(m.tool_calls) > 0 THEN {with_calls} ELSE {plain} END",
+        f"CASE WHEN m.name <> '' THEN {named} ELSE '' END",
+    ]
+    if reasoning:
+        thought = concat(literal(',"reasoning_content":'), json_sql.string("m.reasoning_content"))
+        pieces.append(f"CASE WHEN m.role = 'assistant' AND m.reasoning_content IS NOT NULL THEN {thought} ELSE '' END")
     if weights:
-        for message, flagged in zip(messages, flagged_turns(row["messages"], row["tools"] or "[]"), strict=True):
-            if message["role"] == "assistant":
-                message["weight"] = 0 if flagged else 1
-    example: dict[str, Any] = {"messages": messages}
-    tools = parsed_tools(row["tools"] or "[]")
-    if tools:
-        example["tools"] = tools
-        example["parallel_tool_calls"] = True
-    return example
+        pieces.append(
+            "CASE WHEN m.role <> 'assistant' THEN ''"
+            f" WHEN {flagged_turn_sql('m', 'tools')} THEN ',\"weight\":0' ELSE ',\"weight\":1' END"
+        )
+    body = concat(*pieces)
+    role = json_sql.string("m.role")
+    return concat(literal('{"role":'), role, f"CASE WHEN m.role = 'tool' THEN {tool} ELSE {body} END", literal("}"))
 
 
-@functools.lru_cache(maxsize=256)
-def parsed_tools(text: str) -> list[dict[str, Any]]:
-    """The tools list in `text`, parsed once per distinct toolset (agents share them across many rows).
-    The list is shared between callers: read it, never change it."""
-    tools: list[dict[str, Any]] = json.loads(text)
-    return tools
-
-
-def openai_message(message: dict[str, Any], reasoning: bool = False) -> dict[str, Any]:
-    """A stored message in the fine-tuning format (with its reasoning_content when `reasoning`)."""
-    role = message["role"]
-    content = message.get("content")
-    if role == "tool":
-        return {"role": role, "tool_call_id": message.get("tool_call_id") or "", "content": content or ""}
-    out: dict[str, Any] = {"role": role}
-    calls = (message.get("tool_calls") or []) if role == "assistant" else []
-    if calls:
-        if content:
-            out["content"] = content
-        out["tool_calls"] = [tool_call(call) for call in calls]
-    else:
-        out["content"] = content or ""
-    if message.get("name"):
-        out["name"] = message["name"]
-    if reasoning and role == "assistant" and message.get("reasoning_content") is not None:
-        out["reasoning_content"] = message["reasoning_content"]
-    return out
-
-
-def tool_call(call: dict[str, Any]) -> dict[str, Any]:
-    function = call["function"]
-    return {
-        "id": call["id"],
-        "type": "function",
-        "function": {"name": function["name"], "arguments": function.get("arguments") or "{}"},
-    }
+def tool_call_sql(call: str, arguments: str | None = None) -> str:
+    """One stored call as `{"id", "type": "function", "function": {"name", "arguments"}}`; the
+    arguments are JSON text (empty text becomes `{}`) unless `arguments` gives their JSON."""
+    text = f"coalesce(nullif({call}.function.arguments, ''), '{{}}')"
+    return concat(
+        literal('{"id":'),
+        json_sql.string(f"{call}.id"),
+        literal(',"type":"function","function":{"name":'),
+        json_sql.string(f"{call}.function.name"),
+        literal(',"arguments":'),
+        arguments or json_sql.string(text),
+        literal("}}"),
+    )

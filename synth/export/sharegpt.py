@@ -29,8 +29,6 @@ import functools
 import json
 from typing import Any
 
-from synth.export.openai_chat import parsed_tools
-
 
 def sharegpt_example(row: dict[str, Any]) -> dict[str, Any]:
     """One line of the file, from a row with `messages` (store shape) and `tools` (JSON text)."""
@@ -56,6 +54,14 @@ def sharegpt_example(row: dict[str, Any]) -> dict[str, Any]:
         example["system"] = system
     example["tools"] = _functions(row["tools"] or "[]")
     return example
+
+
+@functools.lru_cache(maxsize=256)
+def parsed_tools(text: str) -> list[dict[str, Any]]:
+    """The tools list in `text`, parsed once per distinct toolset (agents share them across many rows).
+    The list is shared between callers: read it, never change it."""
+    tools: list[dict[str, Any]] = json.loads(text)
+    return tools
 
 
 @functools.lru_cache(maxsize=256)

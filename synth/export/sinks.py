@@ -1,5 +1,9 @@
 """Where exported rows go: a JSON Lines or Parquet file, written batch by batch to a temporary name
-next to the target and renamed into place only when everything is written (no half file, ever)."""
+next to the target and renamed into place only when everything is written (no half file, ever).
+
+Each sink takes rows two ways: Python dicts (`write_rows`, for the formats converted in Python) or an
+Arrow batch DuckDB already shaped (`write_batch`: JSON Lines from one text column of finished lines,
+each ending in a newline, whose bytes go to the file as they are; Parquet from the file's columns)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import pyarrow.parquet as pq
 class Sink(Protocol):
     def write_rows(self, rows: list[dict[str, Any]]) -> None: ...
 
+    def write_batch(self, batch: pa.RecordBatch) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -29,6 +35,11 @@ class JsonLinesSink:
 
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
         self._file.writelines(_json_line(row) for row in rows)
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        """Write the batch's one text column, whose values are whole lines (newline included)."""
+        self._file.flush()
+        self._file.buffer.write(_text_bytes(batch))
 
     def close(self) -> None:
         if not self._file.closed:
@@ -48,6 +59,10 @@ class ParquetSink:
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
         assert self._writer is not None, "write after close"
         self._writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=self._schema))
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        assert self._writer is not None, "write after close"
+        self._writer.write_batch(batch.cast(self._schema))
 
     def close(self) -> None:
         if self._writer is not None:
@@ -72,6 +87,22 @@ def atomic_target(target: Path) -> Iterator[Path]:
 
 def _json_line(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def _text_bytes(batch: pa.RecordBatch) -> pa.Buffer:
+    """The concatenated values of a one-column text batch, straight from its Arrow data buffer."""
+    if batch.num_columns != 1:
+        raise ValueError(f"a JSON Lines batch has one column of lines, not {batch.num_columns}")
+    column = batch.column(0)
+    if column.type not in (pa.string(), pa.large_string()):
+        column = column.cast(pa.large_string())
+    if column.null_count:
+        raise ValueError("a JSON Lines batch holds a NULL line: the SQL that shaped it lost a value")
+    offset_type = pa.int32() if column.type == pa.string() else pa.int64()
+    _, offsets_buffer, data = column.buffers()
+    offsets = pa.Array.from_buffers(offset_type, len(column) + 1, [None, offsets_buffer], offset=column.offset)
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    return data[start:end] if data is not None else pa.py_buffer(b"")
 
 
 def _fsync(path: Path) -> None:

@@ -16,23 +16,45 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import duckdb
+import pyarrow as pa
+from duckdb.func import PythonUDFType
+
 from simulators.arguments import argument_problem
 from synth.records import ToolSpec
 
+CALL_CHECK = "synth_call_flagged"
+"""The SQL function (`register_call_check`) that tells whether the objective checks flag one call."""
 
-def flagged_turns(messages: list[dict[str, Any]], tools: str) -> list[bool]:
-    """Per message: True for an assistant turn with a call the objective checks flag."""
-    specs = _specs(tools or "[]")
-    return [
-        message["role"] == "assistant" and any(call_problem(call, specs) for call in message.get("tool_calls") or [])
-        for message in messages
+
+def register_call_check(con: duckdb.DuckDBPyConnection) -> None:
+    """Add `synth_call_flagged(tools, name, arguments)` to `con`: the calls' checks run in Python (the
+    JSON Schema check has no SQL equivalent), a batch of calls per call of the function."""
+    con.create_function(
+        CALL_CHECK,
+        _flag_calls,
+        ["varchar", "varchar", "varchar"],
+        "boolean",
+        type=PythonUDFType.ARROW,
+        side_effects=False,
+    )
+
+
+def flagged_turn_sql(message: str, tools: str) -> str:
+    """SQL: whether `message` (a stored message struct) is an assistant turn with a call the checks
+    flag; `tools` is the OpenAI tools list as JSON text."""
+    return (
+        f"({message}.role = 'assistant' AND coalesce(list_bool_or(list_transform({message}.tool_calls, lambda c: "
+        f"{CALL_CHECK}(coalesce({tools}, '[]'), c.function.name, c.function.arguments))), false))"
+    )
+
+
+def _flag_calls(tools: pa.Array, names: pa.Array, arguments: pa.Array) -> pa.Array:
+    flagged = [
+        call_problem({"function": {"name": name, "arguments": text}}, _specs(toolset or "[]")) is not None
+        for toolset, name, text in zip(tools.to_pylist(), names.to_pylist(), arguments.to_pylist(), strict=True)
     ]
-
-
-def trainable(messages: list[dict[str, Any]], tools: str) -> list[bool]:
-    """Per message: whether a trainer should learn it (an assistant turn the checks do not flag)."""
-    flagged = flagged_turns(messages, tools)
-    return [message["role"] == "assistant" and not bad for message, bad in zip(messages, flagged, strict=True)]
+    return pa.array(flagged, pa.bool_())
 
 
 def call_problem(call: dict[str, Any], specs: Mapping[str, ToolSpec]) -> str | None:
