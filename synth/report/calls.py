@@ -28,8 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synth.store import DamagedRunError, shard_paths
+from synth.store import DamagedRunError
 from synth.store.catalog import DAMAGE_HINT
+from synth.store.compacted import live_files
+from synth.store.location import RunLocation
 
 # Parquet leaf paths (a list's items are `list.element`); pyarrow rebuilds the nesting around them,
 # so the batch keeps the view's names: messages[i].role, messages[i].tool_calls[j].function.name.
@@ -81,7 +83,9 @@ def gather_calls(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
     """Create `trajectory_shape`, `tool_use` and `call_totals` (see the module doc) in `con`, a catalog
     of `run_dir`."""
     con.execute(_CREATE)
-    for batch in _batches(shard_paths(run_dir, "trajectories")):
+    # The table's live files: compacted groups plus the parts no group covers (each row once).
+    files = [run_dir / relative for relative in live_files(RunLocation.of(run_dir), "trajectories")]
+    for batch in _batches(files):
         shape, called, offered = _flatten(batch)
         con.register("shape", shape)
         con.register("called", called)
