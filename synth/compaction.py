@@ -61,7 +61,7 @@ from synth.store.compacted import (
     read_manifests,
     shard_of,
 )
-from synth.store.location import NotLocalError, RunLocation, local_run_path
+from synth.store.location import NotLocalError, RunLocation, fsync_dir, fsync_file, local_run_path
 from synth.store.parquet import COMPRESSION
 from synth.store.schema import RECORD_TYPES
 
@@ -293,11 +293,11 @@ def _merge(folder: Path, table: str, group: str, shards: list[str], pause: Pause
         buffered.flush(writer)
         writer.close()
         writer = None
-        _fsync(temp)
+        fsync_file(temp)
         if pause is not None:
             pause("temp")
         os.replace(temp, target)
-        _fsync(folder / table)
+        fsync_dir(folder / table)
     finally:
         if writer is not None:
             writer.close()
@@ -380,14 +380,6 @@ def _names(folder: Path) -> list[Path]:
             return sorted(Path(entry.path) for entry in entries if entry.is_file(follow_symlinks=False))
     except FileNotFoundError:
         return []
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _by_name(summary: StageSummary) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,19 @@ def funnel(run_dir: Path, resources: Resources | None = None) -> dict[str, Any]:
         return _funnel(run_dir, figures, markers, disk.result().as_dict())
 
 
-def _counts(run_dir: Path, resources: Resources | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _TableCounts:
+    """What DuckDB counts over the run's tables."""
+
+    counts: dict[str, int]
+    failures: dict[str, int]
+    causes: dict[str, int]
+    kinds: list[tuple[Any, ...]]
+    agreement: tuple[int, ...]
+    stops: dict[str, int]
+
+
+def _counts(run_dir: Path, resources: Resources | None) -> _TableCounts:
     """What DuckDB counts over the run's tables."""
     con = open_bounded_catalog(run_dir, resources)
     try:
@@ -87,21 +100,12 @@ def _counts(run_dir: Path, resources: Resources | None) -> dict[str, Any]:
         agreement = tuple(sum(row[column] for row in per_kind) for column in (5, 6, 7))
     finally:
         con.close()
-    return {
-        "counts": counts,
-        "failures": failures,
-        "causes": causes,
-        "kinds": kinds,
-        "agreement": agreement,
-        "stops": stops,
-    }
+    return _TableCounts(counts, failures, causes, kinds, agreement, stops)
 
 
-def _funnel(
-    run_dir: Path, figures: dict[str, Any], markers: list[StageSummary], disk: dict[str, Any]
-) -> dict[str, Any]:
-    counts, failures, causes = figures["counts"], figures["failures"], figures["causes"]
-    kinds, agreement, stops = figures["kinds"], figures["agreement"], figures["stops"]
+def _funnel(run_dir: Path, figures: _TableCounts, markers: list[StageSummary], disk: dict[str, Any]) -> dict[str, Any]:
+    counts, failures, causes = figures.counts, figures.failures, figures.causes
+    kinds, agreement, stops = figures.kinds, figures.agreement, figures.stops
     info = read_run_info(run_dir)
     # Done-markers hold what each finished unit spent, so an interrupted run's bill is right too.
     usage = usage_by_role(markers) or info.get("usage", {})

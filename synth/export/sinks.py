@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synth.store.location import fsync_file
+
 
 class Sink(Protocol):
     def write_rows(self, rows: list[dict[str, Any]]) -> None: ...
@@ -68,7 +70,7 @@ class ParquetSink:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-            _fsync(self._path)
+            fsync_file(self._path)
 
 
 @contextlib.contextmanager
@@ -103,11 +105,3 @@ def _text_bytes(batch: pa.RecordBatch) -> pa.Buffer:
     offsets = pa.Array.from_buffers(offset_type, len(column) + 1, [None, offsets_buffer], offset=column.offset)
     start, end = offsets[0].as_py(), offsets[-1].as_py()
     return data[start:end] if data is not None else pa.py_buffer(b"")
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

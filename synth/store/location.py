@@ -257,10 +257,19 @@ def _write_local(path: Path, produce: Producer) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush a closed file's data to disk (before a rename makes it visible under its name)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_dir(folder: Path) -> None:
     # Makes the rename itself durable; not every platform can open a directory (Windows cannot).
     try:
         fd = os.open(folder, os.O_RDONLY)
