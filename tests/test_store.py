@@ -444,7 +444,7 @@ def test_sft_holds_only_accepted_trajectories_with_openai_tools(run: Path) -> No
         rows = fetch(con, "SELECT * FROM sft")
     assert [row["trajectory_id"] for row in rows] == ["traj-1"]
     (row,) = rows
-    assert set(row) == {"trajectory_id", "task_id", "rubric_kind", "score", "messages", "tools"}
+    assert set(row) == {"trajectory_id", "task_id", "rubric_kind", "score", "messages", "tools", "agent_id"}
     assert (row["task_id"], row["rubric_kind"], row["score"]) == ("task-1", "parallel_calls", 0.9)
     assert [Message.model_validate(m) for m in row["messages"]] == trajectory().messages
     tools = json.loads(row["tools"])

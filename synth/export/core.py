@@ -29,6 +29,7 @@ from synth.export.openai_chat import openai_line_sql
 from synth.export.rl import RL_SCHEMA, rl_example
 from synth.export.sharegpt import sharegpt_example
 from synth.export.sinks import JsonLinesSink, ParquetSink, Sink, atomic_target
+from synth.export.toolsets import JOIN_SQL, register_agent_tools
 from synth.export.trainers import skyrl_example, trl_example, verifiers_example, verl_example, write_verl_configs
 from synth.export.weights import register_call_check
 from synth.export.where import UnsafeWhere, filter_statement
@@ -102,15 +103,15 @@ class ExportResult:
 # Every judged trajectory as sft-shaped rows (the `sft` view holds the accepted ones only); it shadows
 # the view under the same name so `--where` reads the same columns either way, plus `accepted`.
 _SFT_ALL = """WITH sft AS (
-    SELECT r.trajectory_id, r.task_id, v.rubric_kind, v.score, t.messages, r.tools, r.accepted
+    SELECT r.trajectory_id, r.task_id, v.rubric_kind, v.score, t.messages, r.tools, t.agent_id, r.accepted
     FROM rl AS r
     JOIN trajectories AS t ON t.id = r.trajectory_id
     JOIN verdicts AS v ON v.trajectory_id = r.trajectory_id
 )
 """
-_SFT_SELECT = """SELECT s.trajectory_id, s.task_id, s.rubric_kind, s.score, {accepted} AS accepted, s.messages, s.tools
+_SFT_SELECT = """SELECT s.trajectory_id, s.task_id, s.rubric_kind, s.score, {accepted} AS accepted, s.messages, {tools}
 FROM ({filtered}
-) AS s"""
+) AS s{join}"""
 _RL_SELECT = """SELECT r.*
 FROM ({filtered}
 ) AS r"""
@@ -156,10 +157,11 @@ def export_run(
         raise ExportError(
             f"--arguments object writes JSON Lines, not Parquet: give --to a .jsonl name, not {target.name}"
         )
-    query, params = _query(spec, filtered, include_rejected, min_score)
     rows = batch_rows or (SHAPED_BATCH_ROWS if spec.shape else BATCH_ROWS)
     con = open_bounded_catalog(run_dir)  # every command's memory limit (512MB unless overridden)
     try:
+        by_agent = spec.view == "sft" and register_agent_tools(con)
+        query, params = _query(spec, filtered, include_rejected, min_score, tools_by_agent=by_agent)
         if options.weights:
             register_call_check(con)
         reader = _reader(con, shaped_select(spec, options, query), params, rows, where)
@@ -213,7 +215,19 @@ def _target(to: Path, force: bool) -> Path:
     return to
 
 
-def _query(spec: ExportFormat, filtered: str, include_rejected: bool, min_score: float | None) -> tuple[str, list[Any]]:
+def _query(
+    spec: ExportFormat,
+    filtered: str,
+    include_rejected: bool,
+    min_score: float | None,
+    *,
+    tools_by_agent: bool = False,
+) -> tuple[str, list[Any]]:
+    """The export's query and its parameters. `tools_by_agent` takes each sft row's tools list from
+    its agent's toolset (`synth.export.toolsets`: `register_agent_tools` made the tables and found
+    they agree with the rows)."""
+    tools = "toolset.tools AS tools" if tools_by_agent else "s.tools"
+    join = JOIN_SQL if tools_by_agent else ""
     conditions: list[str] = []
     params: list[Any] = []
     if spec.view == "rl":
@@ -222,10 +236,10 @@ def _query(spec: ExportFormat, filtered: str, include_rejected: bool, min_score:
         if not include_rejected:
             conditions.append("r.accepted")
     elif include_rejected:
-        query = _SFT_ALL + _SFT_SELECT.format(filtered=filtered, accepted="s.accepted")
+        query = _SFT_ALL + _SFT_SELECT.format(filtered=filtered, accepted="s.accepted", tools=tools, join=join)
         score = "s.score"
     else:  # the sft view holds accepted trajectories only
-        query = _SFT_SELECT.format(filtered=filtered, accepted="TRUE")
+        query = _SFT_SELECT.format(filtered=filtered, accepted="TRUE", tools=tools, join=join)
         score = "s.score"
     if min_score is not None:
         conditions.append(f"{score} >= $1")

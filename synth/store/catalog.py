@@ -17,15 +17,22 @@ from synth.store.schema import SCHEMA_VERSION, TABLES, schema_for
 
 RUN_FILE = "run.json"
 
-# The tools offered, as the OpenAI `tools` list: `parameters` is parsed with json() so it nests as a
-# JSON object (not a string inside a string). Same dicts as `ToolSpec.openai_tool()`.
-_OPENAI_TOOLS = """to_json(list_transform(t.tools, lambda s: {
+
+def openai_tools_sql(specs: str) -> str:
+    """SQL: the OpenAI tools list (JSON text) of `specs`, a list of stored tool specs: the same dicts
+    as `ToolSpec.openai_tool()`, with `parameters` parsed by json() so it nests as a JSON object (not
+    a string inside a string)."""
+    return f"""to_json(list_transform({specs}, lambda s: {{
     'type': 'function',
-    'function': {'name': s.name, 'description': s.description, 'parameters': json(s.parameters)}
-}))::VARCHAR"""
+    'function': {{'name': s.name, 'description': s.description, 'parameters': json(s.parameters)}}
+}}))::VARCHAR"""
+
+
+_OPENAI_TOOLS = openai_tools_sql("t.tools")
 
 _SFT = f"""CREATE VIEW sft AS
-SELECT t.id AS trajectory_id, t.task_id, v.rubric_kind, v.score, t.messages, {_OPENAI_TOOLS} AS tools
+SELECT t.id AS trajectory_id, t.task_id, v.rubric_kind, v.score, t.messages, {_OPENAI_TOOLS} AS tools,
+       t.agent_id
 FROM trajectories AS t JOIN verdicts AS v ON v.trajectory_id = t.id
 WHERE v.accepted"""
 
