@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synth.store.location import fsync_file
+from synth.export.stream_file import StreamFile
 
 
 class Sink(Protocol):
@@ -33,30 +33,26 @@ class JsonLinesSink:
     """One compact JSON object per line, UTF-8."""
 
     def __init__(self, path: Path) -> None:
-        self._file = path.open("w", encoding="utf-8", newline="\n")
+        self._file = StreamFile(path)
 
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
-        self._file.writelines(_json_line(row) for row in rows)
+        self._file.write("".join(_json_line(row) for row in rows).encode("utf-8"))
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         """Write the batch's one text column, whose values are whole lines (newline included)."""
-        self._file.flush()
-        self._file.buffer.write(_text_bytes(batch))
+        self._file.write(_text_bytes(batch))
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        self._file.close()  # flushed and fsynced
 
 
 class ParquetSink:
     """A Parquet file of `schema`; each batch of rows becomes (at least) one row group."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self._path = path
         self._schema = schema
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(str(path), schema, compression="zstd")
+        self._file = StreamFile(path)
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self._file, schema, compression="zstd")
 
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
         assert self._writer is not None, "write after close"
@@ -68,9 +64,9 @@ class ParquetSink:
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            self._writer.close()  # the footer; the file stays open (it was handed over open)
             self._writer = None
-            fsync_file(self._path)
+        self._file.close()  # flushed and fsynced
 
 
 @contextlib.contextmanager
