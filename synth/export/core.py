@@ -15,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +42,8 @@ from synth.store.resources import open_bounded_catalog
 
 BATCH_ROWS = 1000
 """Rows per Arrow batch fetched from DuckDB (and per write) for the formats converted in Python."""
+WRITES_AHEAD = 2
+"""Shaped batches fetched but not yet written, at most (memory: a batch is ~25 MB of OpenAI lines)."""
 SHAPED_BATCH_ROWS = 4096
 """Rows per batch (and per Parquet row group) for the formats DuckDB shapes: ~25 MB of OpenAI lines;
 16,384 gave no more speed and 930 MB peak RSS instead of ~690 MB at 100k rows."""
@@ -293,23 +298,59 @@ def shaped_select(spec: ExportFormat, options: Shaping, query: str) -> str:
 
 
 def _write(spec: ExportFormat, reader: pa.RecordBatchReader, target: Path) -> int:
-    written = 0
     with atomic_target(target) as temporary:
         sink = _open_sink(spec, temporary)
         try:
-            for batch in reader:
-                if not batch.num_rows:
-                    continue
-                if spec.convert is None:  # shaped by DuckDB
-                    sink.write_batch(batch)
-                else:
-                    sink.write_rows([spec.convert(row) for row in batch.to_pylist()])
-                written += batch.num_rows
+            written = _write_shaped(reader, sink) if spec.convert is None else _write_converted(spec, reader, sink)
         except BaseException:
             with contextlib.suppress(Exception):  # the first error is the one to report
                 sink.close()
             raise
         sink.close()
+    return written
+
+
+def _write_converted(spec: ExportFormat, reader: pa.RecordBatchReader, sink: Sink) -> int:
+    assert spec.convert is not None
+    written = 0
+    for batch in reader:
+        if batch.num_rows:
+            sink.write_rows([spec.convert(row) for row in batch.to_pylist()])
+            written += batch.num_rows
+    return written
+
+
+def _write_shaped(reader: pa.RecordBatchReader, sink: Sink) -> int:
+    """Batches DuckDB shaped, written in order by one thread while this one fetches the next (both
+    release the GIL: fetching runs DuckDB, writing encodes Parquet or copies lines to the file), with
+    at most `WRITES_AHEAD` batches waiting. Measured at 1M rows, hf: 24.4 s -> 21.0 s (load 3)."""
+    written = 0
+    pending: deque[Future[None]] = deque()
+    failed = threading.Event()
+
+    def write(batch: pa.RecordBatch) -> None:
+        if failed.is_set():  # nothing goes to the file after a failed write
+            return
+        try:
+            sink.write_batch(batch)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-export-write") as writer:
+        try:
+            for batch in reader:
+                if not batch.num_rows:
+                    continue
+                if len(pending) >= WRITES_AHEAD:
+                    pending.popleft().result()  # a failed write stops the export here
+                pending.append(writer.submit(write, batch))
+                written += batch.num_rows
+            while pending:
+                pending.popleft().result()
+        except BaseException:
+            writer.shutdown(cancel_futures=True)  # the sink is closed only once no write runs
+            raise
     return written
 
 
