@@ -11,17 +11,19 @@ L) under several orders for the limiter's waiters:
 
 - `least-advanced`: the runner's former rule (fewest calls made first, then first come);
 - `fifo`: first come, first served;
-- `longest-total (oracle)`: the chain's real total length, longest first (LPT, knows the future);
-- `longest-remaining (oracle)`: the chain's real calls left, most first;
+- `longest-total` (oracle): the chain's real total length, longest first (LPT, knows the future);
+- `longest-remaining` (oracle): the chain's real calls left, most first;
 - `estimated-remaining`: the runner's rule now: the agent and task calls first (so every open
   chain's task exists early), then the most calls left by the task's own estimate
   (`synth.runners.shard.expected_calls`: its expected tools, as a runner can know them without
-  seeing the future; at least one), then least advanced.
+  seeing the future; a chain past its estimate after those within theirs), then least advanced.
 
-Each order is run with the tool calls of one assistant turn played one after another (as now) and,
-with `--parallel-tools`, concurrently up to each write (a simulated write changes the state the next
-call sees). Printed: makespan, busy share (mean in flight / C over the span) and the lower bound
-max(calls x L / C, longest chain x L).
+Each order is run twice: with the tool calls of one assistant turn played one after another (as the
+episode does) and concurrently up to each write (a simulated write changes the state the next call
+sees; reads change nothing). Printed: the span of the chains (`--start-s` adds the dead time before
+them), busy share (mean in flight / C over the span, mean of `--repeats` latency draws) and the
+lower bound max(calls x L / C, longest chain x L). Calls are L with a lognormal jitter of `--sigma`
+(default 0.05: a constant latency makes every call end in the same instant, which no endpoint does).
 
 Run:   synth generate --runner inline --tasks 1000 --seed 0 --out /tmp/run0
        python bench/chain_schedule.py /tmp/run0 --limit 256 --latency-ms 2000 [--sigma 0.5]
