@@ -96,7 +96,7 @@ class RunConfig(BaseModel):
         default=None,
         gt=0,
         description="task slots in flight across the run (each makes one call at a time); unset: enough to keep "
-        "every endpoint full (1.25 x the sum of their limits)",
+        "every endpoint full and the run's end short (4 x the sum of their limits)",
     )
     shard_size: int = Field(default=50, ge=1, description="tasks per written shard (the unit of commit and resume)")
     workers: int | None = Field(
@@ -126,7 +126,11 @@ class RunConfig(BaseModel):
         """Task slots to keep going: `concurrency`, or enough to keep every endpoint's limit full."""
         if self.concurrency is not None:
             return self.concurrency
-        return max(1, -(-5 * sum(limits.values()) // 4))
+        # Four chains per call the endpoints allow: the endpoints serve the chains with the most calls
+        # left first (`synth.llm.limiter`), which only shortens a run's end if the chains still to come
+        # are open by then; with 1.25 x the last ones opened late and made the tail
+        # (bench/chain_schedule.py, BENCHMARKS.md). An open chain costs a task and its episode in memory.
+        return max(1, 4 * sum(limits.values()))
 
 
 class SynthConfig(BaseModel):

@@ -14,9 +14,11 @@ import pytest
 
 from synth.llm.breaker import CircuitBreaker
 from synth.llm.errors import EndpointDown, EndpointRejected, JsonAnswerError, RetriesExhausted
-from synth.llm.limiter import AdaptiveLimiter, count_calls_in_this_task
+from synth.llm.limiter import AdaptiveLimiter, Chain, start_chain
+from synth.records import AgentSpec, Criterion, Persona, Rubric, Task
 from synth.runners.budget import Coordinator, EndpointLoad, water_fill
 from synth.runners.plan import ShardPlan
+from synth.runners.shard import expected_calls
 
 
 async def settle(rounds: int = 5) -> None:
@@ -76,7 +78,7 @@ async def test_waiters_of_less_advanced_chains_go_first() -> None:
     order: list[str] = []
 
     async def chain(name: str, calls_before: int) -> None:
-        count_calls_in_this_task()
+        start_chain()
         for _ in range(calls_before):  # calls made earlier in this chain
             await limiter.acquire()
             limiter.release()
@@ -101,6 +103,43 @@ async def test_waiters_of_less_advanced_chains_go_first() -> None:
     await asyncio.gather(old, young, unrelated)
     assert order[-1] == "old"  # the chain with calls behind it waits for those with none
     assert order[:2] == ["young", "plain"]  # equal levels: first come, first served
+
+
+def test_a_chain_place_orders_unestimated_first_then_most_calls_left_then_least_advanced() -> None:
+    fresh, short, long, overdue, level = Chain(), Chain(), Chain(), Chain(), Chain()
+    fresh.calls = 2  # its task does not exist yet: it goes first, so its estimate soon does
+    short.expect(2)
+    long.expect(9)
+    long.calls = 4  # 5 left
+    overdue.expect(1)
+    overdue.calls = 3  # past its estimate: after every chain still within its own
+    level.expect(5)  # 5 left too, but less advanced than `long`
+    places = {"fresh": fresh, "short": short, "long": long, "overdue": overdue, "level": level}
+    order = sorted(places, key=lambda name: places[name].place())
+    assert order == ["fresh", "level", "long", "short", "overdue"]
+
+
+async def test_waiters_of_chains_with_more_calls_expected_go_first() -> None:
+    limiter = AdaptiveLimiter(1)
+    await limiter.acquire()
+    order: list[str] = []
+
+    async def chain(name: str, calls_left: int | None) -> None:
+        started = start_chain()
+        if calls_left is not None:
+            started.expect(calls_left)
+        async with limiter:
+            order.append(name)
+
+    tasks = [
+        asyncio.create_task(chain(name, left))
+        for name, left in (("short", 2), ("long", 8), ("no estimate", None), ("middle", 4))
+    ]
+    await settle(20)
+    assert limiter.waiting == 4
+    limiter.release()
+    await asyncio.gather(*tasks)
+    assert order == ["no estimate", "long", "middle", "short"]
 
 
 # ---------------------------------------------------------------- coordinator
@@ -223,3 +262,18 @@ def test_the_breaker_opens_after_a_streak_and_a_success_resets_it() -> None:
     assert breaker.on_failure(failure)
     assert breaker.open and "3 calls in a row" in (breaker.reason or "")
     assert not breaker.on_failure(failure)  # opens once; the first reason stays
+
+
+def test_a_task_expects_a_turn_per_expected_tool_plus_the_simulators_calls_the_close_and_the_judge() -> None:
+    rubric = Rubric(
+        kind="multi_step_transaction",
+        criteria=[Criterion(name="done", description="does it")],
+        expected_tools=["find_order", "refund_order", "notify"],
+    )
+    task = Task(id="t", agent_id="a", prompt="p", user_goal="g", persona=Persona(name="n"), rubric=rubric)
+    simulated = AgentSpec(id="a", name="a", system_prompt="s", tool_ids=[])
+    sandboxed = simulated.model_copy(update={"sandbox": "shop"})
+    # per tool a policy turn and a simulator call; the answer, the user's closing reply; the judge
+    assert expected_calls(task, simulated, judge_samples=1) == 3 * 2 + 2 + 1
+    # a sandbox runs the calls itself; three judge samples are three calls
+    assert expected_calls(task, sandboxed, judge_samples=3) == 3 + 2 + 3

@@ -16,14 +16,26 @@ shared by a cluster is such a ceiling, leased from the run's coordinator (`synth
 and may be 0 for a while. The limiter also keeps the time integral of its in-flight count
 (`busy_seconds`), so a run can report how full it kept the endpoint.
 
-Waiters are served in order of the calls their chain has made so far, then first come, first
-served: a freed slot (or a raised limit) is handed straight to the waiter whose chain has made the
-fewest calls (`count_calls_in_this_task` makes an episode's task a chain; a task that never said so
-counts as a chain of its own with no calls made). Serving the least advanced chains first keeps the
-chains of a run level, so they end together rather than in a long tail of a few late starters
-with the endpoint idle around them (the run's busy share; `bench/busy_share.py`). Within a level
-no newcomer overtakes. Lowering the limit cancels nothing: requests
-in flight finish, and no new one starts until the count has drained below the new limit.
+Waiters are served by their chain's place, then first come, first served. A chain is the dependent
+calls of one item (a task slot: its agent, task, episode turns, judge; `start_chain` makes the
+current task and the tasks it starts one). A run's span is a makespan problem: once fewer chains
+are left than the limit, each has one call in flight and capacity idles, so the chains with the
+most calls left must not be the last ones running. So:
+
+1. calls outside any chain (the tools stage) and chains with no estimate yet (an item before its
+   task exists: its agent and task calls) go first, least advanced first, so every open chain soon
+   has a task and with it an estimate;
+2. then the chain expected to have the most calls left (`Chain.expect`: the runner estimates an
+   episode from its task, see `synth.runners.shard.expected_calls`), the longest-remaining-first
+   rule of list scheduling (a chain past its estimate goes after those still within theirs: on a
+   run's real chains that ends sooner than counting it as having one call left);
+3. then the least advanced chain; within a level no newcomer overtakes.
+
+The order only decides who waits, never what an item is: the same seed gives the same data
+whatever it says (`bench/chain_schedule.py` replays a run's real chains under these rules).
+
+Lowering the limit cancels nothing: requests in flight finish, and no new one starts until the
+count has drained below the new limit.
 Pure asyncio, one event loop, no threads and no state outside the instance.
 """
 
@@ -36,14 +48,41 @@ import itertools
 import time
 from types import TracebackType
 
-_CALLS_MADE: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("synth_calls_made", default=None)
-"""The calls made so far by the chain (an episode's task) the current task belongs to."""
+Place = tuple[int, int, int]
+"""A waiter's place, smaller first: (0 before an estimate else 1, minus the calls expected left, calls made)."""
 
 
-def count_calls_in_this_task() -> None:
-    """Make the current task (and the tasks it starts) one chain whose calls are counted: its later
-    requests wait behind those of chains that have made fewer."""
-    _CALLS_MADE.set([0])
+class Chain:
+    """One item's dependent calls: how many it has made, and how many it is expected to make still."""
+
+    __slots__ = ("calls", "_expected_end")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._expected_end: int | None = None
+
+    def expect(self, calls_left: int) -> None:
+        """From now on the chain is expected to make `calls_left` more calls."""
+        self._expected_end = self.calls + calls_left
+
+    def place(self) -> Place:
+        if self._expected_end is None:
+            return (0, 0, self.calls)
+        return (1, self.calls - self._expected_end, self.calls)
+
+
+OUTSIDE_ANY_CHAIN: Place = (0, 0, 0)
+
+_CHAIN: contextvars.ContextVar[Chain | None] = contextvars.ContextVar("synth_chain", default=None)
+"""The chain the current task belongs to (the tasks it starts inherit it)."""
+
+
+def start_chain() -> Chain:
+    """Make the current task (and the tasks it starts) one chain, whose requests every limiter
+    serves by the chain's place; the caller may say how long it is expected to be (`Chain.expect`)."""
+    chain = Chain()
+    _CHAIN.set(chain)
+    return chain
 
 
 class AdaptiveLimiter:
@@ -71,7 +110,7 @@ class AdaptiveLimiter:
         self._limit = start
         self._increase_every = increase_every
         self._in_flight = 0
-        self._waiters: list[tuple[int, int, asyncio.Future[int]]] = []  # a heap: (calls made, arrival, waiter)
+        self._waiters: list[tuple[Place, int, asyncio.Future[int]]] = []  # a heap: (place, arrival, waiter)
         self._arrivals = itertools.count()
         self._queued = 0  # live waiters in the heap (cancelled ones stay until reached)
         self._next_ticket = 0  # the ticket the next granted slot gets
@@ -179,13 +218,14 @@ class AdaptiveLimiter:
     # ------------------------------------------------------------------ slots
 
     async def acquire(self) -> int:
-        """Wait for a slot (fewest calls made first, then first come); returns the slot's ticket."""
-        calls = _CALLS_MADE.get()
+        """Wait for a slot (by the chain's place, then first come); returns the slot's ticket."""
+        chain = _CHAIN.get()
         if not self.waiting and self._in_flight < self._limit:
             ticket = self._grant()
         else:
             waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiters, (calls[0] if calls else 0, next(self._arrivals), waiter))
+            place = chain.place() if chain is not None else OUTSIDE_ANY_CHAIN
+            heapq.heappush(self._waiters, (place, next(self._arrivals), waiter))
             self._queued += 1
             try:
                 ticket = await waiter
@@ -195,13 +235,13 @@ class AdaptiveLimiter:
                 else:
                     self._queued -= 1
                 raise  # otherwise the cancelled waiter stays in the heap and is skipped when reached
-        if calls:
-            calls[0] += 1
+        if chain is not None:
+            chain.calls += 1
         self._task_ticket.set(ticket)
         return ticket
 
     def release(self) -> None:
-        """Give a slot back; the oldest waiter gets it if the limit allows."""
+        """Give a slot back; the first waiter gets it if the limit allows."""
         if self._in_flight <= 0:
             raise RuntimeError("AdaptiveLimiter.release() without a slot held")
         self._account()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from simulators.environment import sandbox_toolsets
 from synth.config import SynthConfig
 from synth.llm.errors import ModelCallError
-from synth.llm.limiter import count_calls_in_this_task
+from synth.llm.limiter import start_chain
 from synth.pipeline.agents import ToolPools, build_agent
 from synth.pipeline.context import Context
 from synth.pipeline.judge import judge
@@ -144,7 +144,7 @@ class OpenShard:
         """Agent (shared with the agent's other slots), task, rollout, judge; a failure is recorded
         against the item, never raised (cancellation aside). `turn` is the worker's slot count: held
         while the slot works, not while it waits for another slot to build its agent."""
-        count_calls_in_this_task()  # the endpoints serve the least advanced chains first
+        chain = start_chain()  # the endpoints serve its calls by the calls it is expected to make still
         agent = await self._agent(slot // self.ctx.run.tasks_per_agent, turn)
         if agent is None:
             return  # build_agent recorded why
@@ -158,6 +158,7 @@ class OpenShard:
             if task is None:
                 return
             self._tasks[slot] = task
+            chain.expect(expected_calls(task, agent, self.ctx.run.judge_samples))
             kept = await _episode(task, agent, tools, self.ctx)
             if kept is not None:
                 self._kept[slot] = kept
@@ -220,6 +221,15 @@ class OpenShard:
             write_shard(run_dir, table, self.plan.name, records)
         write_marker(run_dir, summary)
         return summary, None
+
+
+def expected_calls(task: Task, agent: AgentSpec, judge_samples: int) -> int:
+    """The calls a task's episode and verdict are expected to take, from the task alone: per tool its
+    rubric expects, a policy turn and (simulated tools) the simulator's call; the final answer and
+    the user's closing reply; the judge. A floor, not a forecast (retries, questions to the user and
+    slips add turns), but it orders chains by length (`synth.llm.limiter`), never changes one."""
+    per_tool = 1 if agent.sandbox else 2
+    return per_tool * len(task.rubric.expected_tools) + 2 + judge_samples
 
 
 def tool_index(pools: ToolPools) -> dict[str, ToolSpec]:
