@@ -1,3 +1,3 @@
-from synth.cli import app
+from synth.cli import main
 
-app(prog_name="synth")
+main()

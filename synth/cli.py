@@ -29,6 +29,14 @@ app = typer.Typer(
 app.add_typer(tools_app, name="tools")
 
 
+def main() -> None:
+    """The `synth` console command: the app, with SIGTERM unwinding through its cleanups."""
+    from synth.termination import exit_cleanly_on_sigterm
+
+    exit_cleanly_on_sigterm()
+    app(prog_name="synth")
+
+
 class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"

@@ -1,0 +1,103 @@
+"""SIGTERM sent to a synth command unwinds it like Ctrl-C (`synth.termination`): an export killed mid-way
+leaves no temporary file beside its target, a DuckDB connection's private spill folder is removed, and
+the exit code is still 143. Each test runs a real child process, waits until it says it is mid-way,
+sends SIGTERM and looks at what is left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from synth.cli import app
+from synth.termination import TERMINATED_EXIT_CODE
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+GENERATE_ENV: dict[str, str | None] = {
+    **dict.fromkeys(("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY")),
+    "SYNTH_RUNNER": "inline",
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("terminated") / "run"
+    args = ["generate", "--out", str(run), "--tasks", "6", "--seed", "3", "--quiet"]
+    result = CliRunner().invoke(app, args, env=GENERATE_ENV)
+    assert result.exit_code == 0, f"generate failed:\n{result.output}\n{result.exception!r}"
+    return run
+
+
+def _terminate_when_ready(script: str, args: list[str], temp: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` with SIGTERM handled as `synth` does; SIGTERM it once it prints "ready"."""
+    program = "from synth.termination import exit_cleanly_on_sigterm\nexit_cleanly_on_sigterm()\n" + textwrap.dedent(
+        script
+    )
+    env = {**os.environ, "TMPDIR": str(temp)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", program, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if line.strip() != "ready":
+        child.kill()
+        pytest.fail(f"the child did not get ready: {line!r} {child.communicate()[1]}")
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=60)
+    return subprocess.CompletedProcess(child.args, child.returncode, line + out, err)
+
+
+def test_a_terminated_export_leaves_no_temporary_file(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    script = """
+        import sys, time
+        from pathlib import Path
+        from synth.export import export_run
+        from synth.export.sinks import JsonLinesSink
+
+        def stalled(self, batch):
+            # The export is mid-way (its temporary file exists) when SIGTERM comes; the write in
+            # progress finishes (it runs on the writer's thread), then the export unwinds.
+            print("ready", flush=True)
+            time.sleep(2)
+
+        JsonLinesSink.write_batch = stalled
+        export_run(Path(sys.argv[1]), "openai", Path(sys.argv[2]))
+    """
+    done = _terminate_when_ready(script, [str(run_dir), str(out / "sft.jsonl")], tmp_path)
+    assert done.returncode == TERMINATED_EXIT_CODE, done.stderr
+    assert list(out.iterdir()) == [], "the temporary file is removed, no target appears"
+    assert not list(tmp_path.glob("synth-spill-*")), "the spill folder is removed"
+
+
+def test_a_terminated_query_removes_its_spill_folder(run_dir: Path, tmp_path: Path) -> None:
+    script = """
+        import sys, time
+        from pathlib import Path
+        from synth.store.resources import open_bounded_catalog
+
+        con = open_bounded_catalog(Path(sys.argv[1]))
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+    done = _terminate_when_ready(script, [str(run_dir)], tmp_path)
+    assert done.returncode == TERMINATED_EXIT_CODE, done.stderr
+    assert not list(tmp_path.glob("synth-spill-*"))
+
+
+def test_the_console_command_installs_it() -> None:
+    """`synth` (the console script and `python -m synth`) runs `synth.cli.main`, which installs it."""
+    probe = (
+        "import signal, synth.cli as c; "
+        "c.app = lambda **_: print(signal.getsignal(signal.SIGTERM).__module__); c.main()"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "synth.termination"
