@@ -149,6 +149,7 @@ def generate(
 
     from synth.llm.errors import ModelCallError
     from synth.runners.shard import RunStopped
+    from synth.termination import TERMINATED_EXIT_CODE
 
     def say(line: str) -> None:
         if not quiet:
@@ -170,6 +171,11 @@ def generate(
         )
     except KeyboardInterrupt:
         _fail(f"interrupted; finished shards are kept in {run_dir}: continue with --out {out} --resume", code=130)
+        return
+    except SystemExit as exc:  # SIGTERM (synth.termination), after the run unwound
+        if exc.code != TERMINATED_EXIT_CODE:
+            raise
+        _fail(f"terminated; finished shards are kept in {run_dir}: continue with --out {out} --resume", code=exc.code)
         return
     except (ConfigError, ModelCallError, RunStopped, RunFolderError) as exc:
         _fail(f"{exc}\nfinished shards are kept in {run_dir}: continue with --out {out} --resume", code=1)

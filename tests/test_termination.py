@@ -101,3 +101,21 @@ def test_the_console_command_installs_it() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "synth.termination"
+
+
+def test_a_terminated_generate_says_how_to_resume_and_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}, "SYNTH_RUNNER": "inline"}
+    command = [sys.executable, "-m", "synth", "generate", "--out", str(run), "--tasks", "400", "--seed", "2"]
+    child = subprocess.Popen([*command, "--no-compact"], stderr=subprocess.PIPE, text=True, env=env)
+    assert child.stderr is not None
+    first = child.stderr.readline()  # the tools stage is done: shards are running
+    assert "tools:" in first, first
+    child.send_signal(signal.SIGTERM)
+    err = first + child.communicate(timeout=120)[1]
+    assert child.returncode == TERMINATED_EXIT_CODE, err
+    assert f"terminated; finished shards are kept in {run}" in err and "--resume" in err
+    assert not [p for p in run.rglob("*") if p.name.startswith(".") and p.is_file()], "no temporary part file"
+    resumed = subprocess.run([*command[:5], str(run), "--resume", "--quiet"], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "400 tasks" in resumed.stdout and "(done)" in resumed.stdout
