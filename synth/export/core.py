@@ -33,7 +33,6 @@ from synth.export.rl import RL_SCHEMA, rl_example
 from synth.export.sharegpt import sharegpt_example
 from synth.export.sinks import JsonLinesSink, ParquetSink, Sink, atomic_target
 from synth.export.toolsets import JOIN_SQL, register_agent_tools
-from synth.export.trainers import skyrl_example, trl_example, verifiers_example, verl_example, write_verl_configs
 from synth.export.weights import register_call_check
 from synth.export.where import UnsafeWhere, filter_statement
 from synth.store import DamagedRunError, describe_query_error, is_damage, require_run
@@ -84,15 +83,29 @@ def _hf_shape(options: Shaping) -> str:
     return build(reasoning=options.reasoning, weights=options.weights)
 
 
+def _trainer_row(trainer: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The trainer's row converter (`synth.export.trainers`), imported on its first row: the trainer
+    formats carry episodes for `synth.envs`, whose chat client imports openai (~0.6 s), which no other
+    format needs."""
+
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        from synth.export import trainers
+
+        example: Callable[[dict[str, Any]], dict[str, Any]] = getattr(trainers, f"{trainer}_example")
+        return example(row)
+
+    return convert
+
+
 FORMATS: dict[str, ExportFormat] = {
     "openai": ExportFormat("openai", "sft", "jsonl", shape=_openai_shape),
     "hf": ExportFormat("hf", "sft", "parquet", schema=HF_SCHEMA, shape=_hf_shape, keeps_reasoning=True),
     "sharegpt": ExportFormat("sharegpt", "sft", "jsonl", sharegpt_example),
     "rl": ExportFormat("rl", "rl", "parquet", rl_example, RL_SCHEMA),
-    "verl": ExportFormat("verl", "rl", "jsonl", verl_example),
-    "skyrl": ExportFormat("skyrl", "rl", "jsonl", skyrl_example),
-    "trl": ExportFormat("trl", "rl", "jsonl", trl_example),
-    "verifiers": ExportFormat("verifiers", "rl", "jsonl", verifiers_example),
+    "verl": ExportFormat("verl", "rl", "jsonl", _trainer_row("verl")),
+    "skyrl": ExportFormat("skyrl", "rl", "jsonl", _trainer_row("skyrl")),
+    "trl": ExportFormat("trl", "rl", "jsonl", _trainer_row("trl")),
+    "verifiers": ExportFormat("verifiers", "rl", "jsonl", _trainer_row("verifiers")),
 }
 
 
@@ -175,6 +188,8 @@ def export_run(
         if spec.name == "verl":
             relation = con.sql(f"SELECT DISTINCT tools FROM ({query})", params=params or None)
             assert relation is not None
+            from synth.export.trainers import write_verl_configs
+
             extra = write_verl_configs(target, [tools for (tools,) in relation.fetchall()])
     finally:
         con.close()
