@@ -12,10 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from export_oracle import hf_example, json_line, openai_example, shape_rows
-from typer.testing import CliRunner
+from offline_runs import generate_run
 
 import synth.export.core as export_core
-from synth.cli import app
 from synth.export import export_run
 from synth.export.hf import HF_SCHEMA, HF_TRAIN_SCHEMA
 from synth.export.sinks import JsonLinesSink
@@ -23,20 +22,11 @@ from synth.export.where import filter_statement
 from synth.records import Message, ToolCall
 from synth.store import open_catalog
 
-CLEAN_ENV: dict[str, str | None] = dict.fromkeys(("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY"))
-GENERATE_ENV: dict[str, str | None] = {**CLEAN_ENV, "SYNTH_RUNNER": "inline"}
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("parity")
-    config = folder / "small.toml"
-    config.write_text("[run]\ndomains = 3\ntools_per_domain = 4\n")
-    run = folder / "run"
-    args = ["generate", "--out", str(run), "--tasks", "14", "--seed", "7", "--config", str(config), "--quiet"]
-    result = CliRunner().invoke(app, args, env=GENERATE_ENV)
-    assert result.exit_code == 0, f"generate failed:\n{result.output}\n{result.exception!r}"
-    return run
+    run = tmp_path_factory.mktemp("parity") / "run"
+    return generate_run(run, tasks=14, seed=7, run_config="domains = 3\ntools_per_domain = 4")
 
 
 def _query_rows(

@@ -11,29 +11,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
+from offline_runs import generate_run
 
-from synth.cli import app
 from synth.export import export_run
 from synth.export.toolsets import JOIN_SQL, register_agent_tools
 from synth.store import open_catalog
 
-GENERATE_ENV: dict[str, str | None] = {
-    **dict.fromkeys(("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY")),
-    "SYNTH_RUNNER": "inline",
-}
-
 
 @pytest.fixture(scope="module")
 def made_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("toolsets")
-    config = folder / "small.toml"
-    config.write_text("[run]\ndomains = 3\ntools_per_domain = 4\n")
-    run = folder / "run"
-    args = ["generate", "--out", str(run), "--tasks", "10", "--seed", "5", "--config", str(config), "--quiet"]
-    result = CliRunner().invoke(app, [*args, "--no-compact"], env=GENERATE_ENV)
-    assert result.exit_code == 0, f"generate failed:\n{result.output}\n{result.exception!r}"
-    return run
+    run = tmp_path_factory.mktemp("toolsets") / "run"
+    return generate_run(run, tasks=10, seed=5, run_config="domains = 3\ntools_per_domain = 4", compact=False)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from export_oracle import sql_hf_example as hf_example
 from export_oracle import sql_openai_example as openai_example
+from offline_runs import CLEAN_ENV, generate_run
 from scripted_support import assistant_calls, make_task, make_trajectory, tool_result
 from typer.testing import CliRunner, Result
 
@@ -21,8 +22,6 @@ from synth.pipeline.judge import objective_checks
 from synth.records import Message, ToolCall
 from synth.store import open_catalog
 
-CLEAN_ENV: dict[str, str | None] = dict.fromkeys(("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY"))
-GENERATE_ENV: dict[str, str | None] = {**CLEAN_ENV, "SYNTH_RUNNER": "inline"}
 TASKS = 12
 SEED = 11
 FLAG_CHECKS = ("tool_calls_parsed", "tool_names_exist", "arguments_valid")
@@ -146,14 +145,8 @@ def _invoke(*args: str, env: dict[str, str | None] = CLEAN_ENV) -> Result:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    config = folder / "small.toml"
-    config.write_text("[run]\ndomains = 2\ntools_per_domain = 4\n")
-    run = folder / "run"
-    args = ["generate", "--out", str(run), "--tasks", str(TASKS), "--seed", str(SEED), "--config", str(config)]
-    result = _invoke(*args, "--quiet", env=GENERATE_ENV)
-    assert result.exit_code == 0, f"generate failed:\n{result.output}\n{result.exception!r}"
-    return run
+    run = tmp_path_factory.mktemp("weights") / "run"
+    return generate_run(run, tasks=TASKS, seed=SEED, run_config="domains = 2\ntools_per_domain = 4")
 
 
 def _export(run_dir: Path, fmt: str, to: Path, *extra: str) -> Result:

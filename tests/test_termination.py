@@ -13,26 +13,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from offline_runs import generate_run
 
-from synth.cli import app
 from synth.termination import TERMINATED_EXIT_CODE
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-GENERATE_ENV: dict[str, str | None] = {
-    **dict.fromkeys(("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY")),
-    "SYNTH_RUNNER": "inline",
-}
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("terminated") / "run"
-    args = ["generate", "--out", str(run), "--tasks", "6", "--seed", "3", "--quiet"]
-    result = CliRunner().invoke(app, args, env=GENERATE_ENV)
-    assert result.exit_code == 0, f"generate failed:\n{result.output}\n{result.exception!r}"
-    return run
+    return generate_run(tmp_path_factory.mktemp("terminated") / "run", tasks=6, seed=3)
 
 
 def _terminate_when_ready(script: str, args: list[str], temp: Path) -> subprocess.CompletedProcess[str]:
