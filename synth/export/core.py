@@ -75,12 +75,13 @@ class Shaping:
 
 
 def _openai_shape(options: Shaping) -> str:
-    return openai_line_sql(reasoning=options.reasoning, weights=options.weights)
+    return openai_line_sql(reasoning=options.reasoning, weights=options.weights, end="\n")
 
 
 def _hf_shape(options: Shaping) -> str:
-    build = hf_line_sql if options.arguments_as_objects else hf_columns_sql
-    return build(reasoning=options.reasoning, weights=options.weights)
+    if options.arguments_as_objects:  # JSON Lines
+        return hf_line_sql(reasoning=options.reasoning, weights=options.weights, end="\n")
+    return hf_columns_sql(reasoning=options.reasoning, weights=options.weights)
 
 
 def _trainer_row(trainer: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -306,10 +307,11 @@ def shaped_select(spec: ExportFormat, options: Shaping, query: str) -> str:
     shape = spec.shape(options)
     if spec.file == "parquet":
         return f"SELECT {shape}\nFROM ({query}\n) AS q"
-    # One column of finished lines; the escapes are rewritten on a column, not on the expression,
+    # One column of finished lines, each ending in its newline (the shape writes it: appending it here
+    # would copy every line once more); the escapes are rewritten on a column, not on the expression,
     # so the line is built once.
     line = f"SELECT {shape} AS line\nFROM ({query}\n) AS q"
-    return f"SELECT {python_escapes('line')} || chr(10) AS line\nFROM ({line}\n) AS shaped"
+    return f"SELECT {python_escapes('line')} AS line\nFROM ({line}\n) AS shaped"
 
 
 def _write(spec: ExportFormat, reader: pa.RecordBatchReader, target: Path) -> int:

@@ -81,7 +81,7 @@ def hf_columns_sql(*, reasoning: bool, weights: bool) -> str:
     return f"list_transform(messages, lambda m: {message}) AS messages, {_SCALARS}"
 
 
-def hf_line_sql(*, reasoning: bool, weights: bool) -> str:
+def hf_line_sql(*, reasoning: bool, weights: bool, end: str = "") -> str:
     """SQL: one JSON line (no newline) of the `--arguments object` file: the columns of
     `hf_columns_sql`, each call's arguments as the JSON they hold (text that is not JSON stays text)."""
     arguments = "coalesce(nullif(c.function.arguments, ''), '{}')"
@@ -109,7 +109,8 @@ def hf_line_sql(*, reasoning: bool, weights: bool) -> str:
             ("accepted", json_sql.nullable("accepted")),
         )
     )
-    return f"'{{\"messages\":[' || {messages} || ']' || {scalars} || '}}'"
+    close = json_sql.literal("}" + end)
+    return f"'{{\"messages\":[' || {messages} || ']' || {scalars} || {close}"
 
 
 _SCALARS = "coalesce(tools, '[]') AS tools, trajectory_id, task_id, rubric_kind, score, accepted"

@@ -28,15 +28,16 @@ from synth.export.json_sql import concat, literal
 from synth.export.weights import flagged_turn_sql
 
 
-def openai_line_sql(*, reasoning: bool, weights: bool) -> str:
-    """SQL: one line of the file (no newline) from the columns `messages` (store shape) and `tools`
+def openai_line_sql(*, reasoning: bool, weights: bool, end: str = "") -> str:
+    """SQL: one line of the file, followed by `end` (the exporter's newline: in the line's last piece,
+    so no copy of the line is made to add it), from the columns `messages` (store shape) and `tools`
     (JSON text). `reasoning` keeps the assistant turns' reasoning_content; `weights` gives each
     assistant message `weight` 0 when the objective checks flag its calls, 1 otherwise (it needs
     `synth.export.weights.register_call_check` on the connection)."""
     messages = f"array_to_string(list_transform(messages, lambda m: {_message_sql(reasoning, weights)}), ',')"
     offered = concat(literal(',"tools":'), "tools", literal(',"parallel_tool_calls":true'))
     tools = f"CASE WHEN tools IS NOT NULL AND tools <> '[]' THEN {offered} ELSE '' END"
-    return concat(literal('{"messages":['), messages, literal("]"), tools, literal("}"))
+    return concat(literal('{"messages":['), messages, literal("]"), tools, literal("}" + end))
 
 
 def _message_sql(reasoning: bool, weights: bool) -> str:
