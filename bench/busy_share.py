@@ -18,6 +18,10 @@ not pass 1), calls and calls/s over the span, the generate process's wall time, 
 process, and with its Ray processes), its peak RSS, the server's CPU, and the machine's load: the
 load average before and after, and the cores other processes kept busy during the run.
 
+`--timeline [S]` also samples the server's in-flight count every S seconds (0.25) and cuts the run
+into its start (first call to first full), middle and end (last full to last call), with the seconds
+of the whole limit each left idle: where the rest of the busy share went.
+
 `--ray-nodes N` starts a local Ray cluster of N nodes (`--cpus-per-node` each; see
 bench/local_ray_cluster.py) for each scenario and passes its address to generate; it is shut down
 afterwards, also on failure. Without it, generate starts its own local Ray as a user's run does. Ray
@@ -36,6 +40,8 @@ import contextlib
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -125,10 +131,68 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]
             command += ["--ray-address", address]
         server.reset_stats()
         load_before, busy_before, server_cpu_before = load_average(), machine_busy(), server.cpu_s()
-        measured = run_measured(command, env=generate_env(folder / "ray"), sample_s=0.5)
+        with sample_in_flight(server, args.timeline) as timeline:
+            measured = run_measured(command, env=generate_env(folder / "ray"), sample_s=0.5)
         busy_after, server_cpu = machine_busy(), server.cpu_s() - server_cpu_before
         stats = server.stats()
-        return summarise(scenario, server, stats, measured, load_before, busy_before, busy_after, server_cpu)
+        row = summarise(scenario, server, stats, measured, load_before, busy_before, busy_after, server_cpu)
+        if args.timeline:
+            row["timeline"] = phases(timeline, scenario.limit)
+        return row
+
+
+@contextlib.contextmanager
+def sample_in_flight(server: Server, every_s: float | None) -> Iterator[list[tuple[float, int, int]]]:
+    """(seconds since start, requests in service, served so far) every `every_s` while the run goes
+    (nothing when None): where in the run the endpoint was not full."""
+    samples: list[tuple[float, int, int]] = []
+    if not every_s:
+        yield samples
+        return
+    done = threading.Event()
+    started = time.monotonic()
+    samples.append((0.0, -1, int(time.time() * 1000)))  # the wall clock at the start, to align other logs
+
+    def sample() -> None:
+        while not done.wait(every_s):
+            with contextlib.suppress(OSError):
+                stats = server.stats()
+                samples.append((round(time.monotonic() - started, 2), stats["in_flight"], stats["served"]))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        thread.join()
+
+
+def phases(samples: list[tuple[float, int, int]], limit: int) -> dict[str, Any]:
+    """The timeline cut where it matters: the first call, when the endpoint was first nearly full
+    (≥ 95 % of the limit), when it last was, the last call; the limit's idle seconds in each of the
+    three phases between them (start, middle, end); and the samples themselves."""
+    started = next((served / 1000 for _, in_flight, served in samples if in_flight < 0), None)
+    samples = [sample for sample in samples if sample[1] >= 0]
+    busy = [t for t, in_flight, _ in samples if in_flight > 0]
+    full = [t for t, in_flight, _ in samples if in_flight >= 0.95 * limit]
+    cuts = [busy[0], full[0], full[-1], busy[-1]] if busy and full else []
+
+    def lost(start: float, end: float) -> float:
+        """Seconds of the whole limit left idle between two samples' times (step integral)."""
+        inside = [(t, in_flight) for t, in_flight, _ in samples if start <= t <= end]
+        idle = sum((limit - a) * (t1 - t0) for (t0, a), (t1, _) in zip(inside, inside[1:], strict=False))
+        return round(idle / limit, 2)
+
+    return {
+        "lost_s": dict(zip(("start", "middle", "end"), map(lost, cuts, cuts[1:]), strict=False)) if cuts else None,
+        "first_call_s": busy[0] if busy else None,
+        "first_full_s": full[0] if full else None,
+        "last_full_s": full[-1] if full else None,
+        "last_call_s": busy[-1] if busy else None,
+        "started_unix_s": started,
+        "samples": samples,
+    }
 
 
 def summarise(
@@ -207,6 +271,9 @@ def main() -> None:
     parser.add_argument("--latency-seed", type=int, default=0)
     parser.add_argument("--ray-nodes", type=int, default=0, help="start a local Ray cluster of N nodes (0: none)")
     parser.add_argument("--cpus-per-node", type=int, default=1, help="CPUs each node of --ray-nodes offers")
+    parser.add_argument(
+        "--timeline", type=float, nargs="?", const=0.25, help="sample the server's in-flight count every S seconds"
+    )
     parser.add_argument("--json", type=Path, default=OUT / "busy_share.json")
     args = parser.parse_args()
     scenarios = args.scenario or [
@@ -230,6 +297,13 @@ def main() -> None:
             f"{row['calls']} calls in {row['span_s']} s; {row['result']}",
             flush=True,
         )
+        if "timeline" in row:
+            cut = row["timeline"]
+            print(
+                f"  first call {cut['first_call_s']} s, first full {cut['first_full_s']} s, "
+                f"last full {cut['last_full_s']} s, last call {cut['last_call_s']} s (since generate started); "
+                f"limit idle for {cut['lost_s']} s"
+            )
         for line in row.get("stderr_tail", []):
             print(f"    {line}")
     report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -25,6 +25,10 @@ them), busy share (mean in flight / C over the span, mean of `--repeats` latency
 lower bound max(calls x L / C, longest chain x L). Calls are L with a lognormal jitter of `--sigma`
 (default 0.05: a constant latency makes every call end in the same instant, which no endpoint does).
 
+`--workers W` deals the shards out to W workers, each with its own queue, the limit split between
+them by demand as the coordinator's leases do (at once, without their lag): the order then holds
+within a worker only, as on Ray; 1 (default) is one queue for the whole run.
+
 Run:   synth generate --runner inline --tasks 1000 --seed 0 --out /tmp/run0
        python bench/chain_schedule.py /tmp/run0 --limit 256 --latency-ms 2000 [--sigma 0.5]
 """
@@ -42,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synth.records import AgentSpec, Task, Trajectory
+from synth.runners.budget import water_fill
 from synth.runners.shard import expected_calls
 from synth.store import read_table
 
@@ -135,10 +140,18 @@ def simulate(
     slots: int,
     latency: Callable[[], float],
     rule: str,
+    workers: int = 1,
+    shard_size: int = 50,
 ) -> tuple[float, float]:
-    """(makespan, busy share) of `chains` on an endpoint of `limit`, `slots` chains kept going."""
+    """(makespan, busy share) of `chains` on an endpoint of `limit`, `slots` chains kept going.
+
+    `workers` > 1: the chains' shards are dealt out to that many workers in turn (as they open them
+    at a run's start), each with its own queue, and the limit is split between them by demand
+    (`synth.runners.budget.water_fill`, updated at every dispatch: leases that follow at once); the
+    order holds within a worker only. 1: one queue for the whole run."""
     arrivals = itertools.count()
-    waiting: list[tuple[tuple[float, ...], int, Active, int]] = []
+    queues: list[list[tuple[tuple[float, ...], int, Active, int]]] = [[] for _ in range(workers)]
+    worker_in_flight = [0] * workers
     events: list[tuple[float, int, str, Active | None]] = []  # (time, seq, kind, chain)
     order = list(chains)
     next_chain = 0
@@ -168,22 +181,33 @@ def simulate(
             return (1, active.made - expected_end, active.made)
         raise ValueError(rule)
 
+    def worker_of(active: Active) -> int:
+        return (active.chain.slot // shard_size) % workers
+
     def request(active: Active, calls: int) -> None:
         outstanding[id(active)] = calls
         for _ in range(calls):
-            heapq.heappush(waiting, (priority(active), next(arrivals), active, 0))
+            heapq.heappush(queues[worker_of(active)], (priority(active), next(arrivals), active, 0))
 
     def agent_request(active: Active) -> None:
-        heapq.heappush(waiting, (priority(active), next(arrivals), active, 1))
+        heapq.heappush(queues[worker_of(active)], (priority(active), next(arrivals), active, 1))
 
     def dispatch() -> None:
         nonlocal in_flight
-        while waiting and in_flight < limit:
-            _, _, active, is_agent = heapq.heappop(waiting)
-            in_flight += 1
-            active.made += 1
-            kind = "agent" if is_agent else "call"
-            heapq.heappush(events, (now + latency(), next(arrivals), kind, active))
+        if workers == 1:
+            shares = [limit]
+        else:
+            demands = {str(w): worker_in_flight[w] + len(queues[w]) for w in range(workers)}
+            split = water_fill(limit - (in_flight - sum(worker_in_flight)), demands)
+            shares = [split[str(w)] for w in range(workers)]
+        for w, waiting in enumerate(queues):
+            while waiting and in_flight < limit and worker_in_flight[w] < shares[w]:
+                _, _, active, is_agent = heapq.heappop(waiting)
+                in_flight += 1
+                worker_in_flight[w] += 1
+                active.made += 1
+                kind = "agent" if is_agent else "call"
+                heapq.heappush(events, (now + latency(), next(arrivals), kind, active))
 
     def start_chains() -> None:
         nonlocal next_chain, open_chains
@@ -208,6 +232,7 @@ def simulate(
         last = now = when
         in_flight -= 1
         assert active is not None
+        worker_in_flight[worker_of(active)] -= 1
         if kind == "agent":
             agent = active.chain.agent
             agents_built[agent] = now
@@ -237,6 +262,9 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.05, help="lognormal spread of the latency (0: none)")
     parser.add_argument("--repeats", type=int, default=5, help="latency draws per rule (with --sigma)")
     parser.add_argument("--start-s", type=float, default=0.0, help="dead time before the chains (tools stage)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="workers with a queue each, the limit split by demand (1: one queue)"
+    )
     parser.add_argument("--rules", default=",".join(RULES), help="comma-separated rules to simulate")
     args = parser.parse_args()
     rules = args.rules.split(",")
@@ -263,7 +291,7 @@ def main() -> None:
                 def draw(rng: random.Random = rng, mu: float = mu) -> float:
                     return math.exp(rng.gauss(mu, args.sigma)) if args.sigma else latency_s
 
-                span, share = simulate(chains, args.limit, slots, draw, rule)
+                span, share = simulate(chains, args.limit, slots, draw, rule, args.workers)
                 spans.append(span + args.start_s)
                 shares.append(share * span / (span + args.start_s))
             print(f"  {rule:<28} span {statistics.mean(spans):6.1f} s  busy share {statistics.mean(shares):.3f}")

@@ -80,17 +80,31 @@ latency_s = 0.02
 
 
 def _shard_worker_pids() -> list[int]:
-    pids = []
+    """This test's own Ray workers: descendants of this process (the Ray it started), never another
+    run's on the same machine (a benchmark's worker killed by this test held half its endpoint)."""
+    parents: dict[int, int] = {}
+    workers = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if title.startswith(b"ray::WorkerProcess"):
-            pids.append(int(entry.name))
-    return pids
+            workers.append(int(entry.name))
+    return [pid for pid in workers if _descends_from(pid, os.getpid(), parents)]
+
+
+def _descends_from(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
+    seen = set()
+    while pid in parents and pid not in seen:
+        seen.add(pid)
+        pid = parents[pid]
+        if pid == ancestor:
+            return True
+    return False
 
 
 def test_a_ray_worker_killed_mid_shard_is_retried_without_loss_or_duplicates(tmp_path: Path) -> None:

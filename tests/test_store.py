@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -539,3 +541,22 @@ def test_not_a_run_folder_is_named(tmp_path: Path) -> None:
         open_catalog(tmp_path)
     with pytest.raises(NotARunError, match="run.json"):
         synth_query(tmp_path / "missing", "SELECT 1")
+
+
+WRITE_AFTER_WARM_UP = """
+import sys
+from datetime import UTC, datetime
+from synth.records import Failure
+from synth.store.schema import to_table, warm_up
+warm_up()
+before = set(sys.modules)
+to_table([Failure(id="f", stage="judge", item_id="x", reason="r", at=datetime(2025, 1, 1, tzinfo=UTC))], "failures")
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_warm_up_makes_the_imports_a_first_write_would_make() -> None:
+    # A run warms the writer on a thread while its first calls are out (synth.runners.driver): the
+    # first write after it, between the tools' answers and the shards' first calls, imports nothing.
+    done = subprocess.run([sys.executable, "-c", WRITE_AFTER_WARM_UP], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -13,6 +13,7 @@ name (`RunLocation.uri`) and open it themselves, with credentials from their own
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from synth.runners.plan import plan_shards
 from synth.runners.pools import InlinePool, RayPool, WorkerPool
 from synth.runners.shard import TOOLS_MARKER, tools_stage
 from synth.store.location import RunLocation
+from synth.store.schema import warm_up
 
 Runner = Literal["inline", "ray"]
 Say = Callable[[str], None]
@@ -133,7 +135,11 @@ async def generate(
     todo = [plan for plan in plans if plan.name not in marked]
     started = time.perf_counter()
     stopped_for_budget, stopped = False, None
-    # The workers start first: Ray's processes warm up while the tools stage makes the tools.
+    # The workers start first: Ray's processes warm up while the tools stage makes the tools, and
+    # the writer's first-use imports are made meanwhile, not between the tools' answers and the
+    # shards' first calls (measured: 0.3-0.5 s there, the endpoint idle).
+    warming = threading.Thread(target=warm_up, name="synth-warm-up", daemon=True)
+    warming.start()
     pool: WorkerPool | None = None
     if todo:
         endpoints = config.endpoints(env)
@@ -160,6 +166,7 @@ async def generate(
             stopped_for_budget = await _drive(pool, tally, max_cost_usd)
             stopped = pool.down()
     finally:
+        warming.join()
         if pool is not None:
             await pool.close()
             _record_session(location, tally.load, time.perf_counter() - started)
