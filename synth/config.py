@@ -95,8 +95,9 @@ class RunConfig(BaseModel):
     concurrency: int | None = Field(
         default=None,
         gt=0,
-        description="task slots in flight across the run (each makes one call at a time); unset: enough to keep "
-        "every endpoint full and the run's end short (4 x the sum of their limits)",
+        description="task slots in flight per worker process (each makes one call at a time; the endpoint "
+        "limits stay shared across workers); unset: enough to keep every endpoint full and the run's end short "
+        "(4 x the sum of their limits)",
     )
     shard_size: int = Field(default=50, ge=1, description="tasks per written shard (the unit of commit and resume)")
     workers: int | None = Field(
