@@ -48,31 +48,15 @@ def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12, resources: R
     """The report's figures for `run_dir` (NotARunError if it is not a run folder), with DuckDB
     within `resources` (default: every command's, see `synth.store.resources`)."""
     run_dir = require_run(run_dir)
-    # The funnel (done-markers parsed in Python, counts on a catalog of its own) and the task diversity
-    # (tasks and agents only, on a catalog of its own) run beside the passes over the trajectories
-    # below: DuckDB and Arrow release the GIL, so they share the cores (at 1M rows about 3 s and 1.4 s
-    # of CPU of ~17).
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="synth-report-beside") as beside:
+    # The funnel (done-markers parsed in Python, counts on a catalog of its own) runs beside the passes
+    # below: DuckDB and Arrow release the GIL, so the two share the cores (about 3 s of 12 at 1M rows).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-report-funnel") as beside:
         counted = beside.submit(funnel, run_dir, resources)
-        varied = beside.submit(_own_diversity, run_dir, top, resources)
-        return _collect(run_dir, counted, varied, per_outcome, top, resources)
-
-
-def _own_diversity(run_dir: Path, top: int, resources: Resources | None) -> Diversity:
-    con = open_bounded_catalog(run_dir, resources)
-    try:
-        return diversity(con, top)
-    finally:
-        con.close()
+        return _collect(run_dir, counted, per_outcome, top, resources)
 
 
 def _collect(
-    run_dir: Path,
-    counted: Future[dict[str, Any]],
-    varied: Future[Diversity],
-    per_outcome: int,
-    top: int,
-    resources: Resources | None,
+    run_dir: Path, counted: Future[dict[str, Any]], per_outcome: int, top: int, resources: Resources | None
 ) -> ReportData:
     con = open_bounded_catalog(run_dir, resources)
     try:
@@ -98,7 +82,7 @@ def _collect(
             stage_failures=figures.stage_failures(con, top),
             model_errors=figures.model_errors(con, top),
             costs=costs(con, stages["usage"], stages["accepted"]),
-            diversity=varied.result(),
+            diversity=diversity(con, top),
             samples=sample_trajectories(con, per_outcome),
             top=top,
         )
