@@ -89,11 +89,14 @@ def _trainer_row(trainer: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     formats carry episodes for `synth.envs`, whose chat client imports openai (~0.6 s), which no other
     format needs."""
 
-    def convert(row: dict[str, Any]) -> dict[str, Any]:
-        from synth.export import trainers
+    resolved: list[Callable[[dict[str, Any]], dict[str, Any]]] = []  # the converter, once imported
 
-        example: Callable[[dict[str, Any]], dict[str, Any]] = getattr(trainers, f"{trainer}_example")
-        return example(row)
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        if not resolved:
+            from synth.export import trainers
+
+            resolved.append(getattr(trainers, f"{trainer}_example"))
+        return resolved[0](row)
 
     return convert
 
