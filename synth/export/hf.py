@@ -27,6 +27,7 @@ import pyarrow as pa
 from synth.export import json_sql
 from synth.export.openai_chat import tool_call_sql
 from synth.export.weights import flagged_turn_sql
+from synth.store.sql_text import sql_string
 
 _FUNCTION = pa.struct([pa.field("name", pa.string()), pa.field("arguments", pa.string())])
 _TOOL_CALL = pa.struct([pa.field("id", pa.string()), pa.field("type", pa.string()), pa.field("function", _FUNCTION)])
@@ -109,7 +110,7 @@ def hf_line_sql(*, reasoning: bool, weights: bool, end: str = "") -> str:
             ("accepted", json_sql.nullable("accepted")),
         )
     )
-    close = json_sql.literal("}" + end)
+    close = sql_string("}" + end)
     return f"'{{\"messages\":[' || {messages} || ']' || {scalars} || {close}"
 
 

@@ -26,11 +26,6 @@ def concat(*pieces: str) -> str:
     return f"concat({', '.join(pieces)})"
 
 
-def literal(text: str) -> str:
-    """`text` as a SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def string(expression: str) -> str:
     """A JSON string of a VARCHAR that is never NULL."""
     return f"to_json({expression})"

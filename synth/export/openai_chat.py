@@ -24,8 +24,9 @@ in the key order above (see `synth.export.json_sql` for why the text equals Pyth
 from __future__ import annotations
 
 from synth.export import json_sql
-from synth.export.json_sql import concat, literal
+from synth.export.json_sql import concat
 from synth.export.weights import flagged_turn_sql
+from synth.store.sql_text import sql_string as literal
 
 
 def openai_line_sql(*, reasoning: bool, weights: bool, end: str = "") -> str:

@@ -11,6 +11,8 @@ from typing import Any
 
 import duckdb
 
+from synth.store.sql_text import sql_string
+
 Connection = duckdb.DuckDBPyConnection
 
 # A rubric verdict passes its own threshold; the objective checks pass when every check does. Same
@@ -325,7 +327,7 @@ def normalised(column: str) -> str:
     ]
     expression = column
     for pattern, replacement in steps:
-        expression = f"regexp_replace({expression}, {_literal(pattern)}, {_literal(replacement)}, 'g')"
+        expression = f"regexp_replace({expression}, {sql_string(pattern)}, {sql_string(replacement)}, 'g')"
     return f"trim({expression})"
 
 
@@ -382,7 +384,3 @@ def models_used(con: Connection) -> list[tuple[str, str]]:
         """,
     )
     return [(str(role), str(model)) for role, model in rows]
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -14,6 +14,7 @@ from synth.store.location import NotLocalError, RunLocation, local_run_path
 from synth.store.parquet import SHARD_GLOB
 from synth.store.rl_view import rl_view_sql
 from synth.store.schema import SCHEMA_VERSION, TABLES, schema_for
+from synth.store.sql_text import sql_string
 
 RUN_FILE = "run.json"
 
@@ -136,9 +137,9 @@ def _table_view(
         return
     compacted = [(run_dir / f, m.rows(table)) for m in manifests if (f := m.file(table)) is not None]
     if compacted:
-        source = "[" + ", ".join(_sql_string(str(path)) for path in files) + "]"
+        source = "[" + ", ".join(sql_string(str(path)) for path in files) + "]"
     else:
-        source = _sql_string(f"{run_dir / table}/{SHARD_GLOB}")
+        source = sql_string(f"{run_dir / table}/{SHARD_GLOB}")
     ends = _end_schemas(list(dict.fromkeys([files[0], files[-1], *(path for path, _ in compacted)])), table)
     _check_compacted_rows(compacted)
     union = ", union_by_name = true" if not current_schema or _needs_union(ends, table) else ""
@@ -210,14 +211,9 @@ def _harden(con: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
     # installs. The views still work since read_parquet stays inside the allowed directory (tested).
     # The read-only guard refuses writes first; this is the second line, e.g. for a SELECT over
     # read_csv('/etc/passwd').
-    con.execute(f"SET allowed_directories = [{_sql_string(f'{run_dir}/')}]")
+    con.execute(f"SET allowed_directories = [{sql_string(f'{run_dir}/')}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     con.execute("SET enable_progress_bar = false")  # a long query must not draw on the terminal
     con.execute("SET lock_configuration = true")
-
-
-def _sql_string(text: str) -> str:
-    """`text` as a SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"

@@ -26,13 +26,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from synth.store.sql_text import sql_string
+
 
 def rl_view_sql(openai_tools: str, run_info: dict[str, Any] | None) -> str:
     """CREATE VIEW rl; `openai_tools` is the SQL expression of the OpenAI tools list of `t.tools`,
     `run_info` the run's run.json (its config gives the settings; None: the settings are NULL)."""
     settings = episode_settings(run_info)
     seed = "NULL::BIGINT" if settings is None else str(int(settings["seed"]))
-    settings_sql = "NULL::VARCHAR" if settings is None else _sql_string(json.dumps(settings, separators=(",", ":")))
+    settings_sql = "NULL::VARCHAR" if settings is None else sql_string(json.dumps(settings, separators=(",", ":")))
     return f"""CREATE VIEW rl AS
 SELECT v.trajectory_id, v.task_id, k.agent_id, a.name AS agent_name, a.system_prompt, k.prompt,
        {openai_tools} AS tools,
@@ -67,7 +69,3 @@ def episode_settings(run_info: dict[str, Any] | None) -> dict[str, Any] | None:
     if isinstance(config.get("tool_outcomes"), dict):
         settings["tool_outcomes"] = config["tool_outcomes"]
     return settings
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
