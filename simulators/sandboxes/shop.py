@@ -1,8 +1,9 @@
-"""A shop with stock, orders and a money ledger, kept in a DuckDB file inside the sandbox root.
+"""A shop with stock, orders and a money ledger, kept in a private in-memory DuckDB database
+(`simulators.sandboxes.memory_db`).
 
 Every statement is parameterised: user input is bound as data, never formatted into SQL. Each write
 runs in one transaction, so a refused call changes nothing. DuckDB runs with external access off
-(no reading other files, no extensions, no network). Money is in integer cents; the balance is the
+(no files at all, no extensions, no network). Money is in integer cents; the balance is the
 sum of the ledger; stock never goes below zero (checked by the tools and by a CHECK constraint).
 """
 
@@ -13,13 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from simulators.sandboxes.base import INT, STR, Handler, JsonObject, Sandbox, ToolError, obj, tool_spec
+from simulators.sandboxes.memory_db import MemoryDatabase
 from synth.records import ToolSpec
 
 DOMAIN = "shop"
-DB_NAME = "shop.duckdb"
 _DDL = (
     "CREATE TABLE products (sku VARCHAR PRIMARY KEY, name VARCHAR NOT NULL,"
     " price_cents BIGINT NOT NULL CHECK (price_cents >= 0), stock BIGINT NOT NULL CHECK (stock >= 0))",
@@ -33,6 +32,12 @@ _DDL = (
     " reason VARCHAR NOT NULL)",
 )
 _PRODUCT_COLUMNS = ("sku", "name", "price_cents", "stock")
+_ORDERS_WITH_LINES = """SELECT o.*, coalesce((
+    SELECT list({'sku': l.sku, 'quantity': l.quantity, 'unit_price_cents': l.unit_price_cents} ORDER BY l.line)
+    FROM order_lines AS l WHERE l.order_id = o.order_id), []) AS lines
+FROM orders AS o ORDER BY o.order_id"""
+"""Every order as `_order` gives it, in one statement rather than two per order (the state is read
+after every call)."""
 _SKU = {"type": "string", "minLength": 1, "maxLength": 64}
 _ORDER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 _PRODUCT = obj(
@@ -147,25 +152,16 @@ class ShopSandbox(Sandbox):
 
     def __init__(self, root: Path, initial_state: JsonObject) -> None:
         super().__init__(root, initial_state)
-        path = self.root / DB_NAME
-        for stale in (path, path.with_name(DB_NAME + ".wal")):
-            stale.unlink(missing_ok=True)  # the state comes from initial_state, never from an old file
-        self._con = duckdb.connect(
-            str(path),
-            config={
-                "enable_external_access": False,
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-                "lock_configuration": True,
-            },
-        )
+        self._database = MemoryDatabase(DOMAIN)
+        self._con = self._database.con
+        products = initial_state.get("products", [])
+        # Few statements: each costs DuckDB ~0.5 ms however small, and an episode builds two shops.
         with self._transaction():
-            for ddl in _DDL:
-                self._con.execute(ddl)
-            for product in initial_state.get("products", []):
-                self._con.execute(
-                    "INSERT INTO products VALUES (?, ?, ?, ?)", [product[column] for column in _PRODUCT_COLUMNS]
-                )
+            self._con.execute(";\n".join(_DDL))
+            if products:
+                rows = ", ".join(["(?, ?, ?, ?)"] * len(products))
+                values = [product[column] for product in products for column in _PRODUCT_COLUMNS]
+                self._con.execute(f"INSERT INTO products VALUES {rows}", values)
             self._con.execute(
                 "INSERT INTO ledger VALUES (1, 'opening', NULL, ?, 'opening balance')",
                 [int(initial_state.get("opening_balance_cents", 0))],
@@ -185,17 +181,16 @@ class ShopSandbox(Sandbox):
         }
 
     def state(self) -> JsonObject:
-        order_ids = [row["order_id"] for row in self._dicts("SELECT order_id FROM orders ORDER BY order_id")]
         return {
             "products": self._dicts("SELECT * FROM products ORDER BY sku"),
-            "orders": [self._order(order_id) for order_id in order_ids],
+            "orders": self._dicts(_ORDERS_WITH_LINES),
             "ledger": self._dicts("SELECT * FROM ledger ORDER BY entry_id"),
             "stock_moves": self._dicts("SELECT * FROM stock_moves ORDER BY move_id"),
         }
 
     def close(self) -> None:
         if not self._closed:
-            self._con.close()
+            self._database.close()
         super().close()
 
     # ------------------------------------------------------------ tools
