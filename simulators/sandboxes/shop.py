@@ -9,6 +9,7 @@ sum of the ledger; stock never goes below zero (checked by the tools and by a CH
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,6 +155,7 @@ class ShopSandbox(Sandbox):
         super().__init__(root, initial_state)
         self._database = MemoryDatabase(DOMAIN)
         self._con = self._database.con
+        self._state: JsonObject | None = None  # the tables as `state` reads them, until the next write
         products = initial_state.get("products", [])
         # Few statements: each costs DuckDB ~0.5 ms however small, and an episode builds two shops.
         with self._transaction():
@@ -181,12 +183,16 @@ class ShopSandbox(Sandbox):
         }
 
     def state(self) -> JsonObject:
-        return {
-            "products": self._dicts("SELECT * FROM products ORDER BY sku"),
-            "orders": self._dicts(_ORDERS_WITH_LINES),
-            "ledger": self._dicts("SELECT * FROM ledger ORDER BY entry_id"),
-            "stock_moves": self._dicts("SELECT * FROM stock_moves ORDER BY move_id"),
-        }
+        # Read after every call, and most calls only read: the tables are queried again only after a
+        # write transaction (every write runs in one), and each reader gets its own copy.
+        if self._state is None:
+            self._state = {
+                "products": self._dicts("SELECT * FROM products ORDER BY sku"),
+                "orders": self._dicts(_ORDERS_WITH_LINES),
+                "ledger": self._dicts("SELECT * FROM ledger ORDER BY entry_id"),
+                "stock_moves": self._dicts("SELECT * FROM stock_moves ORDER BY move_id"),
+            }
+        return copy.deepcopy(self._state)
 
     def close(self) -> None:
         if not self._closed:
@@ -303,6 +309,7 @@ class ShopSandbox(Sandbox):
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """Commit on success, roll back on any exception, so a refused call leaves no trace."""
+        self._state = None
         self._con.begin()
         try:
             yield
