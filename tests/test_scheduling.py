@@ -153,13 +153,14 @@ def test_water_fill_serves_small_demands_whole_and_splits_the_rest() -> None:
     assert water_fill(0, {"a": 3}) == {"a": 0}
 
 
-def test_leases_never_pass_the_shared_limit_whatever_the_report_order() -> None:
+@pytest.mark.parametrize("expected_workers", [1, 3])
+def test_leases_never_pass_the_shared_limit_whatever_the_report_order(expected_workers: int) -> None:
     """Three workers run the lease protocol as a Ray worker does (report, then apply the lease that
     comes back), interleaved at random with each other and with their own calls starting (up to the
     lease they hold) and ending. The true sum of calls in flight must stay within the limit."""
     rng = random.Random(7)
     limit = 32
-    coordinator = Coordinator([], {"e": limit})
+    coordinator = Coordinator([], {"e": limit}, workers=expected_workers)
     workers = "abc"
     held = dict.fromkeys(workers, 0)  # the lease each worker has applied
     pending: dict[str, int] = {}  # leases granted but not yet applied (the answer is in transit)
@@ -180,6 +181,18 @@ def test_leases_never_pass_the_shared_limit_whatever_the_report_order() -> None:
             if rng.random() < 0.1:
                 demand[worker] = rng.randint(0, 40)
         assert sum(in_flight.values()) <= limit, (step, in_flight, held, pending)
+
+
+def test_workers_not_heard_from_yet_keep_their_share_of_an_idle_start() -> None:
+    """At the start no worker has calls ready yet: the first to ask must not take the whole limit
+    while the others wait for its next report."""
+    coordinator = Coordinator([], {"e": 256}, workers=2)
+    idle, ready = EndpointLoad(0, 0, 0, 0), EndpointLoad(0, 150, 0, 0)
+    assert coordinator.lease("a", {"e": idle}, now=0)["e"] == 128
+    assert coordinator.lease("b", {"e": ready}, now=0.01)["e"] == 128
+    coordinator.lease("a", {"e": idle}, now=0.05)  # a reports it still has nothing to send...
+    coordinator.lease("a", {"e": idle}, now=0.10)  # ...and has applied its smaller lease
+    assert coordinator.lease("b", {"e": ready}, now=0.11)["e"] == 150 + (256 - 150) // 2
 
 
 def test_leases_follow_demand_and_a_429_halves_the_shared_limit_once_a_window() -> None:

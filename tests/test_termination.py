@@ -19,6 +19,7 @@ from synth.termination import TERMINATED_EXIT_CODE
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_run(tmp_path_factory.mktemp("terminated") / "run", tasks=6, seed=3)

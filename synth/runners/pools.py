@@ -150,8 +150,10 @@ def _client_load(client: ChatClient) -> dict[str, dict[str, float]]:
 class CoordinatorProcess:
     """The coordinator as a Ray actor (one per run, no CPU): the shard queue and shared limits."""
 
-    def __init__(self, plans: list[ShardPlan], limits: Mapping[str, int], deadlines: Mapping[str, float]) -> None:
-        self._coordinator = Coordinator(plans, limits, deadlines=deadlines)
+    def __init__(
+        self, plans: list[ShardPlan], limits: Mapping[str, int], deadlines: Mapping[str, float], workers: int
+    ) -> None:
+        self._coordinator = Coordinator(plans, limits, deadlines=deadlines, workers=workers)
         self._hand_out = _Allowance(self._coordinator)
 
     def queue(self, plans: list[ShardPlan]) -> None:
@@ -258,7 +260,9 @@ class RayPool:
         # Actor handles are typed Any: Ray's stubs type them as the wrapped class. The coordinator
         # starts now too (its shards come in begin()): an actor's process takes seconds to start,
         # and started after the tools stage it held the whole run back while the workers waited.
-        self._coordinator: Any = ray.remote(num_cpus=0)(CoordinatorProcess).remote([], self._limits, dict(deadlines))
+        self._coordinator: Any = ray.remote(num_cpus=0)(CoordinatorProcess).remote(
+            [], self._limits, dict(deadlines), self._workers
+        )
         self._actor_class: Any = ray.remote(WorkerProcess)
         self._arguments: tuple[Any, ...] = ()
         self._idle = [self._new_actor(index) for index in range(self._workers)]
