@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -400,6 +401,43 @@ def test_shop_sql_injection_is_data(shop: ShopSandbox) -> None:
 
 
 def test_shop_has_no_access_outside_its_root(shop: ShopSandbox, tmp_path: Path) -> None:
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("shop.duckdb")) == []
+    assert list(tmp_path.iterdir()) == []  # its tables live in memory
     with pytest.raises(Exception, match="disabled"):
         shop._rows("SELECT * FROM read_text('/etc/hostname')")
+    with pytest.raises(Exception, match="disabled"):
+        shop._rows(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")
+    with pytest.raises(Exception, match="configuration"):
+        shop._rows("SET enable_external_access = true")
+
+
+def test_shops_share_a_duckdb_instance_but_never_their_tables(tmp_path: Path) -> None:
+    """Every shop of a process lives in one DuckDB instance (`simulators.sandboxes.memory_db`), each
+    in its own attached database: shops built, changed and closed on many threads at once each see
+    their own tables only, and a closed shop's database is gone."""
+
+    def play(index: int) -> tuple[dict[str, Any], str]:
+        with ShopSandbox(tmp_path / str(index), SHOP_STATE) as box:
+            for _ in range(index % 3):
+                box.call("place_order", {"customer": f"c{index}", "items": [{"sku": "TEA-7", "quantity": 1}]})
+            box.call("adjust_stock", {"sku": "MUG-1", "delta": index + 1, "reason": "restock"})
+            return box.state(), box._rows("SELECT current_database()")[0][0]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(play, range(40)))
+    for index, (state, _) in enumerate(results):
+        assert [o["customer"] for o in state["orders"]] == [f"c{index}"] * (index % 3)
+        assert {p["sku"]: p["stock"] for p in state["products"]} == {"MUG-1": 3 + index + 1, "TEA-7": 10 - index % 3}
+    assert len({database for _, database in results}) == 40
+    with ShopSandbox(tmp_path / "last", SHOP_STATE) as box:
+        attached = {name for (name,) in box._rows("SELECT database_name FROM duckdb_databases() WHERE NOT internal")}
+    assert not attached & {database for _, database in results}, "closed shops' databases are detached"
+
+
+def test_a_shop_state_is_read_again_after_a_write_and_handed_out_as_a_copy(shop: ShopSandbox) -> None:
+    first = shop.state()
+    first["products"][0]["stock"] = -99  # a caller's change must not reach the next reader
+    assert shop.state()["products"][0]["stock"] == 3
+    shop.call("adjust_stock", {"sku": "MUG-1", "delta": 2, "reason": "found two"})
+    assert shop.state()["products"][0]["stock"] == 5
+    assert shop.call("adjust_stock", {"sku": "MUG-1", "delta": -9, "reason": "x"})["error"] == "insufficient_stock"
+    assert shop.state()["products"][0]["stock"] == 5  # a refused write rolled back
