@@ -85,6 +85,12 @@ class ShardOutcome:
         return cls(StageSummary.model_validate(data["summary"]), bool(data["done"]), data.get("problem"))
 
 
+WAIT = "wait"
+"""What a source answers when it has shards left but holds them back for now."""
+
+NextShard = ShardPlan | str | None
+
+
 class Coordinator:
     """The run's shared state: the shard queue, the outcomes, the stop flag and the endpoint leases."""
 

@@ -24,11 +24,12 @@ from typing import Any, Protocol
 from synth.config import SynthConfig
 from synth.llm.client import ChatClient
 from synth.pipeline.agents import ToolPools
-from synth.runners.budget import Coordinator, EndpointLoad, ShardOutcome
+from synth.runners.budget import Coordinator, EndpointLoad, NextShard, ShardOutcome
 from synth.runners.common import build_client
+from synth.runners.coordinator_actor import Allowance, CoordinatorProcess
 from synth.runners.plan import ShardPlan
 from synth.runners.shard import RunStopped
-from synth.runners.worker import WAIT, LocalSource, NextShard, Worker
+from synth.runners.worker import LocalSource, Worker
 from synth.store.location import RunLocation
 
 LEASE_EVERY_S = 0.05
@@ -60,21 +61,6 @@ class WorkerPool(Protocol):
         ...
 
 
-class _Allowance:
-    """A coordinator's shard hand-out, under the driver's allowance: at most that many shards open
-    at once (a cost budget: the shards the money left can still pay for, at the mean cost so far)."""
-
-    def __init__(self, coordinator: Coordinator) -> None:
-        self.coordinator = coordinator
-        self.allowance: int | None = None
-
-    def next_shard(self, worker: str) -> NextShard:
-        held = self.allowance is not None and self.coordinator.open_shards() >= self.allowance
-        if held and self.coordinator.queued():
-            return None if self.coordinator.stopped() else WAIT
-        return self.coordinator.next_shard(worker)
-
-
 # ---------------------------------------------------------------- inline
 
 
@@ -87,7 +73,7 @@ class InlinePool:
         self._client = build_client(config, env)
         self._limits = {key: gate.max_limit for key, gate in self._client.gates().items()}
         self._coordinator = Coordinator([], self._limits)  # shards are queued by begin()
-        self._hand_out = _Allowance(self._coordinator)
+        self._hand_out = Allowance(self._coordinator)
         self._seen = 0
         self._reason: str | None = None
         self._task: asyncio.Task[str | None] | None = None
@@ -145,40 +131,6 @@ def _client_load(client: ChatClient) -> dict[str, dict[str, float]]:
 
 
 # ---------------------------------------------------------------- Ray
-
-
-class CoordinatorProcess:
-    """The coordinator as a Ray actor (one per run, no CPU): the shard queue and shared limits."""
-
-    def __init__(
-        self, plans: list[ShardPlan], limits: Mapping[str, int], deadlines: Mapping[str, float], workers: int
-    ) -> None:
-        self._coordinator = Coordinator(plans, limits, deadlines=deadlines, workers=workers)
-        self._hand_out = _Allowance(self._coordinator)
-
-    def queue(self, plans: list[ShardPlan]) -> None:
-        self._coordinator.queue(plans)
-
-    def next_shard(self, worker: str) -> NextShard:
-        return self._hand_out.next_shard(worker)
-
-    def shard_finished(self, worker: str, outcome: dict[str, Any]) -> None:
-        self._coordinator.shard_finished(worker, outcome)
-
-    def lease(self, worker: str, loads: dict[str, EndpointLoad]) -> dict[str, int]:
-        return self._coordinator.lease(worker, loads)
-
-    def requeue(self, worker: str) -> int:
-        return self._coordinator.requeue(worker)
-
-    def allow(self, shards: int | None) -> None:
-        self._hand_out.allowance = shards
-
-    def stop(self, reason: str) -> None:
-        self._coordinator.stop(reason)
-
-    def poll(self, since: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-        return self._coordinator.outcomes(since), self._coordinator.load()
 
 
 class _ActorSource:

@@ -22,17 +22,12 @@ from typing import Protocol
 from synth.config import SynthConfig
 from synth.llm.client import ChatClient
 from synth.pipeline.agents import ToolPools
-from synth.runners.budget import ShardOutcome
+from synth.runners.budget import NextShard, ShardOutcome
 from synth.runners.common import build_context
 from synth.runners.plan import ShardPlan
 from synth.runners.shard import OpenShard, tool_index
 from synth.store import write_shard
 from synth.store.location import RunLocation
-
-WAIT = "wait"
-"""What a source answers when it has shards left but holds them back for now."""
-
-NextShard = ShardPlan | str | None
 
 
 class ShardSource(Protocol):
