@@ -195,6 +195,16 @@ def test_workers_not_heard_from_yet_keep_their_share_of_an_idle_start() -> None:
     assert coordinator.lease("b", {"e": ready}, now=0.11)["e"] == 150 + (256 - 150) // 2
 
 
+def test_the_peak_in_flight_counts_a_workers_own_peak_between_reports() -> None:
+    """A burst that starts and ends between two reports never shows in the sampled sums."""
+    coordinator = Coordinator([], {"e": 64}, workers=2)
+    coordinator.lease("a", {"e": EndpointLoad(0, 0, 0, 10, peak_in_flight=9)}, now=0)
+    coordinator.lease("b", {"e": EndpointLoad(3, 0, 0, 4, peak_in_flight=4)}, now=0.01)
+    assert coordinator.load()["e"]["peak_in_flight"] == 9
+    coordinator.lease("a", {"e": EndpointLoad(8, 0, 0, 12, peak_in_flight=9)}, now=0.05)
+    assert coordinator.load()["e"]["peak_in_flight"] == 11  # 8 + 3 in flight at once, sampled
+
+
 def test_leases_follow_demand_and_a_429_halves_the_shared_limit_once_a_window() -> None:
     coordinator = Coordinator([], {"e": 100})
     busy = EndpointLoad(in_flight=0, waiting=90, decreases=0, successes=0)

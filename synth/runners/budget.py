@@ -44,6 +44,7 @@ class EndpointLoad:
     decreases: int
     successes: int
     busy_seconds: float = 0.0
+    peak_in_flight: int = 0  # the most this worker has had in flight at once
 
 
 @dataclass
@@ -201,7 +202,11 @@ class Coordinator:
         grant = max(0, min(target, shared.limit - others))
         shared.applied[worker] = shared.grants.get(worker, 0)
         shared.grants[worker] = grant
-        shared.peak_in_flight = max(shared.peak_in_flight, sum(item.in_flight for item in shared.loads.values()))
+        # Sums sampled at reports miss short bursts (against the in-process offline model a run's
+        # calls end within a report's interval and every sample read 0), so a worker's own peak
+        # counts too: both are lower bounds of the true peak, which the leases keep within the limit.
+        sampled = sum(item.in_flight for item in shared.loads.values())
+        shared.peak_in_flight = max(shared.peak_in_flight, sampled, load.peak_in_flight)
         return grant
 
     def _feedback(self, shared: _SharedLimit, worker: str, load: EndpointLoad, now: float) -> None:
@@ -223,7 +228,8 @@ class Coordinator:
 
     def load(self) -> dict[str, dict[str, float]]:
         """Per endpoint: limit now, configured limit, calls in flight (as last reported), peak in
-        flight (sampled at reports) and the busy request-seconds reported so far."""
+        flight (the larger of the sums sampled at reports and any one worker's own peak) and the busy
+        request-seconds reported so far."""
         return {
             key: {
                 "limit": shared.limit,

@@ -174,7 +174,9 @@ async def _keep_leases(client: ChatClient, coordinator: Any, name: str) -> None:
     gates = client.gates()
     while True:
         loads = {
-            key: EndpointLoad(gate.in_flight, gate.waiting, gate.decreases, gate.successes, gate.busy_seconds)
+            key: EndpointLoad(
+                gate.in_flight, gate.waiting, gate.decreases, gate.successes, gate.busy_seconds, gate.peak_in_flight
+            )
             for key, gate in gates.items()
         }
         grants: dict[str, int] = await coordinator.lease.remote(name, loads)
