@@ -33,12 +33,11 @@ _DDL = (
     " reason VARCHAR NOT NULL)",
 )
 _PRODUCT_COLUMNS = ("sku", "name", "price_cents", "stock")
-_ORDERS_WITH_LINES = """SELECT o.*, coalesce((
+_ORDERS = """SELECT o.*, coalesce((
     SELECT list({'sku': l.sku, 'quantity': l.quantity, 'unit_price_cents': l.unit_price_cents} ORDER BY l.line)
     FROM order_lines AS l WHERE l.order_id = o.order_id), []) AS lines
-FROM orders AS o ORDER BY o.order_id"""
-"""Every order as `_order` gives it, in one statement rather than two per order (the state is read
-after every call)."""
+FROM orders AS o"""
+"""Orders with their lines, one statement for any number of them (the state is read after every call)."""
 _SKU = {"type": "string", "minLength": 1, "maxLength": 64}
 _ORDER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 _PRODUCT = obj(
@@ -188,7 +187,7 @@ class ShopSandbox(Sandbox):
         if self._state is None:
             self._state = {
                 "products": self._dicts("SELECT * FROM products ORDER BY sku"),
-                "orders": self._dicts(_ORDERS_WITH_LINES),
+                "orders": self._dicts(f"{_ORDERS} ORDER BY o.order_id"),
                 "ledger": self._dicts("SELECT * FROM ledger ORDER BY entry_id"),
                 "stock_moves": self._dicts("SELECT * FROM stock_moves ORDER BY move_id"),
             }
@@ -293,11 +292,10 @@ class ShopSandbox(Sandbox):
         return rows[0]
 
     def _order(self, order_id: str) -> JsonObject:
-        rows = self._dicts("SELECT * FROM orders WHERE order_id = ?", [order_id])
+        rows = self._dicts(f"{_ORDERS} WHERE o.order_id = ?", [order_id])
         if not rows:
             raise ToolError("not_found", f"no order with id {order_id!r}")
-        lines = "SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = ? ORDER BY line"
-        return {**rows[0], "lines": self._dicts(lines, [order_id])}
+        return rows[0]
 
     def _book(self, kind: str, order_id: str, amount: int, memo: str) -> None:
         entry_id = self._rows("SELECT coalesce(max(entry_id), 0) + 1 FROM ledger")[0][0]
