@@ -3,8 +3,9 @@
 At a million trajectories a run holds 20,000 part files per table and every look at the data pays
 for opening them. `compact_run` merges the part files of *marked* shards (a done-marker is written
 last, and a marked shard is never rewritten unless resume first undoes it) into groups:
-`<table>/compact-<group>.parquet`, zstd, with row groups of up to 100,000 rows or 64 MB of Arrow
-data, whichever comes first (see `ROW_GROUP_ROWS`), keeping the table's schema and its metadata.
+`<table>/compact-<group>.parquet`, snappy (`synth.store.parquet.COMPRESSION`), with row groups of up
+to 100,000 rows or 64 MB of Arrow data, whichever comes first (see `ROW_GROUP_ROWS`), keeping the
+table's schema and its metadata.
 
 The protocol, per group (each step atomic, the manifest the commit point):
 1. each table's file is streamed into a hidden temporary name, fsynced, renamed into place;
