@@ -15,8 +15,9 @@ L) under several orders for the limiter's waiters:
 - `longest-remaining` (oracle): the chain's real calls left, most first;
 - `estimated-remaining`: the runner's rule now: the agent and task calls first (so every open
   chain's task exists early), then the most calls left by the task's own estimate
-  (`synth.runners.shard.expected_calls`: its expected tools, as a runner can know them without
-  seeing the future; a chain past its estimate after those within theirs), then least advanced.
+  (`synth.runners.shard.expected_calls`: its expected tools and the user exchanges its rubric kind
+  and its agent's policy build in, as a runner can know them without seeing the future; a chain
+  past its estimate after those within theirs), then least advanced.
 
 Each order is run twice: with the tool calls of one assistant turn played one after another (as the
 episode does) and concurrently up to each write (a simulated write changes the state the next call
@@ -45,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from synth.records import AgentSpec, Task, Trajectory
+from synth.records import AgentSpec, Task, ToolSpec, Trajectory
 from synth.runners.budget import water_fill
 from synth.runners.shard import expected_calls
 from synth.store import read_table
@@ -107,6 +108,7 @@ def episode_steps(trajectory: Trajectory, simulated: bool, parallel: bool) -> li
 
 def load_chains(run: Path, parallel: bool) -> list[Chain]:
     agents = {a.id: a for a in read_table(run, "agents") if isinstance(a, AgentSpec)}
+    tools = {t.id: t for t in read_table(run, "tools") if isinstance(t, ToolSpec)}
     tasks = {t.id: t for t in read_table(run, "tasks") if isinstance(t, Task)}
     trajectories = {t.task_id: t for t in read_table(run, "trajectories") if isinstance(t, Trajectory)}
     ordered = list(tasks.values())  # the table keeps slot order (shards in order, slots within)
@@ -120,7 +122,8 @@ def load_chains(run: Path, parallel: bool) -> list[Chain]:
         if trajectory is not None:
             steps += episode_steps(trajectory, agent.sandbox is None, parallel)
             steps.append(1)  # the judge
-        chains.append(Chain(slot, index, steps, expected_calls(task, agent, judge_samples=1)))
+        toolset = [tools[i] for i in agent.tool_ids if i in tools]
+        chains.append(Chain(slot, index, steps, expected_calls(task, agent, toolset, judge_samples=1)))
     return chains
 
 

@@ -15,7 +15,8 @@ import pytest
 from synth.llm.breaker import CircuitBreaker
 from synth.llm.errors import EndpointDown, EndpointRejected, JsonAnswerError, RetriesExhausted
 from synth.llm.limiter import AdaptiveLimiter, Chain, start_chain
-from synth.records import AgentSpec, Criterion, Persona, Rubric, Task
+from synth.pipeline.agents import CONFIRM_WRITES
+from synth.records import AgentSpec, Criterion, Persona, Rubric, Task, ToolSpec
 from synth.runners.budget import Coordinator, EndpointLoad, water_fill
 from synth.runners.plan import ShardPlan
 from synth.runners.shard import expected_calls
@@ -288,15 +289,45 @@ def test_the_breaker_opens_after_a_streak_and_a_success_resets_it() -> None:
 
 
 def test_a_task_expects_a_turn_per_expected_tool_plus_the_simulators_calls_the_close_and_the_judge() -> None:
-    rubric = Rubric(
-        kind="multi_step_transaction",
-        criteria=[Criterion(name="done", description="does it")],
-        expected_tools=["find_order", "refund_order", "notify"],
-    )
-    task = Task(id="t", agent_id="a", prompt="p", user_goal="g", persona=Persona(name="n"), rubric=rubric)
+    task = _task("multi_step_transaction", ["find_order", "refund_order", "notify"])
     simulated = AgentSpec(id="a", name="a", system_prompt="s", tool_ids=[])
     sandboxed = simulated.model_copy(update={"sandbox": "shop"})
     # per tool a policy turn and a simulator call; the answer, the user's closing reply; the judge
-    assert expected_calls(task, simulated, judge_samples=1) == 3 * 2 + 2 + 1
+    assert expected_calls(task, simulated, [], judge_samples=1) == 3 * 2 + 2 + 1
     # a sandbox runs the calls itself; three judge samples are three calls
-    assert expected_calls(task, sandboxed, judge_samples=3) == 3 + 2 + 3
+    assert expected_calls(task, sandboxed, [], judge_samples=3) == 3 + 2 + 3
+
+
+def test_a_task_expects_the_exchanges_its_kind_and_its_agents_policy_build_in() -> None:
+    agent = AgentSpec(id="a", name="a", system_prompt="s", tool_ids=[], sandbox="shop")
+    confirming = agent.model_copy(update={"policy": CONFIRM_WRITES})
+    tools = [_tool("find_order", "read"), _tool("refund_order", "write")]
+    lookup = _task("single_lookup", ["find_order"])
+    refund = _task("multi_step_transaction", ["find_order", "refund_order"])
+    unclear = _task("clarification_needed", ["refund_order"])
+    # the user is asked a question (a policy turn) and answers it (a user call)
+    assert (
+        expected_calls(unclear, agent, tools, judge_samples=1)
+        == expected_calls(_task("single_lookup", ["refund_order"]), agent, tools, judge_samples=1) + 2
+    )
+    # an agent that confirms writes asks before a write, not before a read
+    assert expected_calls(refund, confirming, tools, 1) == expected_calls(refund, agent, tools, 1) + 2
+    assert expected_calls(lookup, confirming, tools, 1) == expected_calls(lookup, agent, tools, 1)
+    # both at once: two exchanges
+    assert expected_calls(unclear, confirming, tools, 1) == expected_calls(unclear, agent, tools, 1) + 2
+    # independent calls go out in one policy turn (plus each simulator call when simulated)
+    parallel = _task("parallel_calls", ["find_order", "find_order", "find_order"])
+    assert expected_calls(parallel, agent, tools, 1) == 1 + 2 + 1
+    simulated = agent.model_copy(update={"sandbox": None})
+    assert expected_calls(parallel, simulated, tools, 1) == 1 + 3 + 2 + 1
+
+
+def _task(kind: str, expected: list[str]) -> Task:
+    rubric = Rubric(kind=kind, criteria=[Criterion(name="done", description="does it")], expected_tools=expected)
+    return Task(id="t", agent_id="a", prompt="p", user_goal="g", persona=Persona(name="n"), rubric=rubric)
+
+
+def _tool(name: str, effect: str) -> ToolSpec:
+    return ToolSpec(
+        id=name, name=name, description=name, parameters={"type": "object", "properties": {}}, effect=effect
+    )

@@ -26,7 +26,7 @@ from simulators.environment import sandbox_toolsets
 from synth.config import SynthConfig
 from synth.llm.errors import ModelCallError
 from synth.llm.limiter import start_chain
-from synth.pipeline.agents import ToolPools, build_agent
+from synth.pipeline.agents import CONFIRM_WRITES, ToolPools, build_agent
 from synth.pipeline.context import Context
 from synth.pipeline.judge import judge
 from synth.pipeline.rollout import rollout
@@ -158,7 +158,7 @@ class OpenShard:
             if task is None:
                 return
             self._tasks[slot] = task
-            chain.expect(expected_calls(task, agent, self.ctx.run.judge_samples))
+            chain.expect(expected_calls(task, agent, tools, self.ctx.run.judge_samples))
             kept = await _episode(task, agent, tools, self.ctx)
             if kept is not None:
                 self._kept[slot] = kept
@@ -223,13 +223,23 @@ class OpenShard:
         return summary, None
 
 
-def expected_calls(task: Task, agent: AgentSpec, judge_samples: int) -> int:
-    """The calls a task's episode and verdict are expected to take, from the task alone: per tool its
-    rubric expects, a policy turn and (simulated tools) the simulator's call; the final answer and
-    the user's closing reply; the judge. A floor, not a forecast (retries, questions to the user and
-    slips add turns), but it orders chains by length (`synth.llm.limiter`), never changes one."""
-    per_tool = 1 if agent.sandbox else 2
-    return per_tool * len(task.rubric.expected_tools) + 2 + judge_samples
+def expected_calls(task: Task, agent: AgentSpec, tools: list[ToolSpec], judge_samples: int) -> int:
+    """The calls a task's episode and verdict are expected to take, from the task and its agent alone:
+    - a policy turn per tool the rubric expects (one turn for them all when the rubric is parallel
+      calls: they go out together), and for simulated tools the simulator's call per tool;
+    - the exchanges the task is built to contain, each a policy turn and the user's reply: the
+      question a clarification task needs answered, and the confirmation an agent whose policy is
+      to confirm writes asks before an expected write;
+    - the final answer and the user's closing reply; the judge's samples.
+    A forecast from the task's design, not of what a model will do (retries, extra questions and
+    slips add turns): it orders chains by length (`synth.llm.limiter`), never changes one."""
+    expected = task.rubric.expected_tools
+    effects = {tool.name: tool.effect for tool in tools}
+    policy_turns = min(1, len(expected)) if task.rubric.kind == "parallel_calls" else len(expected)
+    simulator_calls = 0 if agent.sandbox else len(expected)
+    exchanges = int(task.rubric.kind == "clarification_needed")
+    exchanges += int(agent.policy == CONFIRM_WRITES and any(effects.get(name) == "write" for name in expected))
+    return policy_turns + simulator_calls + 2 * exchanges + 2 + judge_samples
 
 
 def tool_index(pools: ToolPools) -> dict[str, ToolSpec]:
