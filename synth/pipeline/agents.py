@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,8 +43,8 @@ def sample_toolset(pools: ToolPools, index: int, ctx: Context) -> tuple[list[Too
     sandbox's whole toolset; sizes from 1 to 12 tools."""
     rng = random.Random(ctx.seed_for("toolset", index))
     draw = rng.random()
-    if pools.sandboxes and draw < ctx.run.sandbox_share:
-        name = sorted(pools.sandboxes)[index % len(pools.sandboxes)]
+    name = _sandbox_of(pools.sandboxes, index, draw, ctx)
+    if name is not None:
         return list(pools.sandboxes[name]), f"sandbox_{name}", name
     home = pools.domains[index % len(pools.domains)]
     size = rng.randint(1, min(12, len(home)))
@@ -57,6 +58,19 @@ def sample_toolset(pools: ToolPools, index: int, ctx: Context) -> tuple[list[Too
         other = pools.domains[(index + 1 + rng.randrange(len(pools.domains) - 1)) % len(pools.domains)]
         toolset += rng.sample(other, min(len(other), rng.randint(1, 3)))
     return toolset[:12], home[0].domain, None
+
+
+def sandbox_agent(sandboxes: Mapping[str, list[ToolSpec]], index: int, ctx: Context) -> str | None:
+    """The sandbox whose toolset agent `index` draws, or None when it draws from the domains: the
+    same draw as `sample_toolset`'s, made without the domains, so a runner knows which agents can be
+    built before the tools stage has made the domains' tools."""
+    return _sandbox_of(sandboxes, index, random.Random(ctx.seed_for("toolset", index)).random(), ctx)
+
+
+def _sandbox_of(sandboxes: Mapping[str, list[ToolSpec]], index: int, draw: float, ctx: Context) -> str | None:
+    if sandboxes and draw < ctx.run.sandbox_share:
+        return sorted(sandboxes)[index % len(sandboxes)]
+    return None
 
 
 async def build_agent(pools: ToolPools, index: int, ctx: Context) -> AgentSpec | None:

@@ -115,6 +115,7 @@ class Coordinator:
         self._max_open: int | None = None
         self._limits = {key: _SharedLimit(limit, limit) for key, limit in limits.items()}
         self._window = backoff_window_s
+        self._guests: set[str] = set()
 
     # ------------------------------------------------------------------ shards
 
@@ -175,11 +176,29 @@ class Coordinator:
 
     # ------------------------------------------------------------------ leases
 
-    def lease(self, worker: str, loads: Mapping[str, EndpointLoad], now: float | None = None) -> dict[str, int]:
+    def lease(
+        self, worker: str, loads: Mapping[str, EndpointLoad], now: float | None = None, *, guest: bool = False
+    ) -> dict[str, int]:
         """Record `worker`'s loads and hand back its lease per endpoint. `now` is the coordinator's
-        own clock (workers on other nodes have other clocks); tests pass it."""
+        own clock (workers on other nodes have other clocks); tests pass it. A `guest` holds leases
+        like a worker but is not one of the `workers` the coordinator waits to hear from (the
+        driver's tools stage); it `release`s them when its calls have ended."""
         now = time.monotonic() if now is None else now
+        if guest:
+            self._guests.add(worker)
         return {key: self._lease_one(worker, key, load, now) for key, load in loads.items() if key in self._limits}
+
+    def release(self, holder: str) -> None:
+        """Forget a lease holder whose calls have all ended (its share goes back to the others)."""
+        self._guests.discard(holder)
+        for shared in self._limits.values():
+            load = shared.loads.pop(holder, None)
+            shared.grants.pop(holder, None)
+            shared.applied.pop(holder, None)
+            shared.seen_decreases.pop(holder, None)
+            shared.seen_successes.pop(holder, None)
+            if load is not None:
+                shared.busy_seconds += load.busy_seconds
 
     def _lease_one(self, worker: str, key: str, load: EndpointLoad, now: float) -> int:
         shared = self._limits[key]
@@ -190,7 +209,8 @@ class Coordinator:
         # (its chains are still starting), and the first to ask took the whole limit while the others
         # waited for its next report (measured: the second of two workers held 0 for 0.3 s with 150
         # calls ready).
-        demands.update({f"(not heard from {index})": 0 for index in range(self._workers - len(demands))})
+        heard = len([name for name in demands if name not in self._guests])
+        demands.update({f"(not heard from {index})": 0 for index in range(self._workers - heard)})
         target = water_fill(shared.limit, demands)[worker]
         # A worker reports, then applies the grant it gets back: until its next report it may still
         # be using its previous grant, so its bound is the larger of both and its calls in flight.

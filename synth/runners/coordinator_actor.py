@@ -49,8 +49,11 @@ class CoordinatorProcess:
     def shard_finished(self, worker: str, outcome: dict[str, Any]) -> None:
         self._coordinator.shard_finished(worker, outcome)
 
-    def lease(self, worker: str, loads: dict[str, EndpointLoad]) -> dict[str, int]:
-        return self._coordinator.lease(worker, loads)
+    def lease(self, worker: str, loads: dict[str, EndpointLoad], guest: bool = False) -> dict[str, int]:
+        return self._coordinator.lease(worker, loads, guest=guest)
+
+    def release(self, holder: str) -> None:
+        self._coordinator.release(holder)
 
     def requeue(self, worker: str) -> int:
         return self._coordinator.requeue(worker)

@@ -13,6 +13,7 @@ name (`RunLocation.uri`) and open it themselves, with credentials from their own
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,7 +41,7 @@ from synth.run_folder import (
 from synth.runners.budget import ShardOutcome
 from synth.runners.plan import plan_shards
 from synth.runners.pools import InlinePool, RayPool, WorkerPool
-from synth.runners.shard import TOOLS_MARKER, tools_stage
+from synth.runners.shard import TOOLS_MARKER, sandbox_pools, tools_stage
 from synth.store.location import RunLocation
 from synth.store.schema import warm_up
 
@@ -150,7 +151,16 @@ async def generate(
             else InlinePool(config, location, env)
         )
     try:
-        pools, tools_summary = await tools_stage(config, location, env, repository)
+        if pool is not None:
+            if max_cost_usd is not None:
+                await pool.allow(1)  # the first shard runs alone, so the mean shard cost is known before the rest
+            # The chains of sandbox agents need none of the tools the stage makes: they start now,
+            # the others when the tools exist (synth.runners.tool_supply).
+            pool.begin(todo, sandbox_pools(config), complete=False)
+        async with pool.tools_client(env) if pool is not None else contextlib.nullcontext() as shared:
+            pools, tools_summary = await tools_stage(config, location, env, repository, shared)
+        if pool is not None:
+            await pool.tools_made(pools)
         tally.summaries.append(tools_summary)
         report(
             f"  tools: {sum(len(g) for g in pools.domains)} in {len(pools.domains)} domains"
@@ -162,7 +172,6 @@ async def generate(
         if len(todo) < len(plans):
             report(f"  resuming: {len(plans) - len(todo)} of {len(plans)} shards already done")
         if pool is not None:
-            pool.begin(todo, pools)
             stopped_for_budget = await _drive(pool, tally, max_cost_usd)
             stopped = pool.down()
     finally:
@@ -231,9 +240,7 @@ def _trusted_markers(location: RunLocation, report: Say) -> list[StageSummary]:
 
 async def _drive(pool: WorkerPool, tally: _Tally, max_cost_usd: float | None) -> bool:
     """Poll the workers until they end; True when the cost budget stopped the run."""
-    budget_stop = False
-    if max_cost_usd is not None:
-        await pool.allow(1)  # the first shard runs alone, so the mean shard cost is known before the rest
+    budget_stop = False  # the first shard was allowed alone (generate), so its cost is known before the rest
     while True:
         outcomes, tally.load, ended = await pool.poll()
         for outcome in outcomes:

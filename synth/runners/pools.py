@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from synth.config import SynthConfig
@@ -29,17 +30,30 @@ from synth.runners.common import build_client
 from synth.runners.coordinator_actor import Allowance, CoordinatorProcess
 from synth.runners.plan import ShardPlan
 from synth.runners.shard import RunStopped
+from synth.runners.tool_supply import ToolSupply
 from synth.runners.worker import LocalSource, Worker
 from synth.store.location import RunLocation
 
 LEASE_EVERY_S = 0.05
+TOOLS_STAGE = "tools-stage"
+"""The driver's tools stage, as a holder of endpoint leases."""
 WORKER_RESTARTS = 3
 """Replacements per worker slot before the run gives up on a cluster that keeps losing workers."""
 
 
 class WorkerPool(Protocol):
-    def begin(self, plans: list[ShardPlan], pools: ToolPools) -> None:
-        """Start working through `plans` (the pool may have warmed up before the tools existed)."""
+    def begin(self, plans: list[ShardPlan], pools: ToolPools, *, complete: bool) -> None:
+        """Start working through `plans` with `pools`: every tool (`complete`), or the sandboxes'
+        toolsets only, while the tools stage makes the rest (`tools_made` hands them over)."""
+        ...
+
+    def tools_client(self, env: Mapping[str, str]) -> contextlib.AbstractAsyncContextManager[ChatClient]:
+        """A client for the tools stage that shares every endpoint's limit with the workers, whose
+        chains may run meanwhile (the stage's calls and theirs never pass a limit together)."""
+        ...
+
+    async def tools_made(self, pools: ToolPools) -> None:
+        """Every tool, once the tools stage has made them: the chains waiting for them go on."""
         ...
 
     async def poll(self) -> tuple[list[ShardOutcome], dict[str, dict[str, float]], bool]:
@@ -77,16 +91,25 @@ class InlinePool:
         self._seen = 0
         self._reason: str | None = None
         self._task: asyncio.Task[str | None] | None = None
+        self._tools = ToolSupply()
 
-    def begin(self, plans: list[ShardPlan], pools: ToolPools) -> None:
+    def begin(self, plans: list[ShardPlan], pools: ToolPools, *, complete: bool) -> None:
         self._coordinator.queue(plans)
         source = LocalSource(
             lambda: self._hand_out.next_shard("inline"),
             lambda outcome: self._coordinator.shard_finished("inline", outcome.to_json()),
         )
         slots = self._config.run.slots_in_flight(self._limits)
-        worker = Worker(self._config, self._run_dir, pools, self._client, source, slots)
+        _hand(self._tools, pools, complete)
+        worker = Worker(self._config, self._run_dir, self._tools, self._client, source, slots)
         self._task = asyncio.create_task(worker.run())
+
+    @contextlib.asynccontextmanager
+    async def tools_client(self, env: Mapping[str, str]) -> AsyncIterator[ChatClient]:
+        yield self._client  # one client, one limiter per endpoint: the stage and the shards share it
+
+    async def tools_made(self, pools: ToolPools) -> None:
+        self._tools.complete(pools)
 
     async def poll(self) -> tuple[list[ShardOutcome], dict[str, dict[str, float]], bool]:
         if self._task is None:
@@ -153,14 +176,17 @@ class WorkerProcess:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._tools = ToolSupply()  # here, not in run(): tools_made may be handled first
 
     async def run(
-        self, settings: dict[str, Any], run_dir: str, pools: ToolPools, coordinator: Any, slots: int
+        self, settings: dict[str, Any], run_dir: str, pools: ToolPools, complete: bool, coordinator: Any, slots: int
     ) -> str | None:
         config = SynthConfig.model_validate(settings)
         client = build_client(config, os.environ, leased=True)
         leases = asyncio.create_task(_keep_leases(client, coordinator, self._name))
-        worker = Worker(config, RunLocation.of(run_dir), pools, client, _ActorSource(coordinator, self._name), slots)
+        _hand(self._tools, pools, complete)
+        source = _ActorSource(coordinator, self._name)
+        worker = Worker(config, RunLocation.of(run_dir), self._tools, client, source, slots)
         try:
             return await worker.run()
         finally:
@@ -168,9 +194,23 @@ class WorkerProcess:
             with contextlib.suppress(BaseException):
                 await leases
             await client.aclose()
+            # Its calls have ended: its share goes back to the workers still running (kept, it held
+            # the limit below the endpoint's for the rest of the run).
+            with contextlib.suppress(Exception):  # a coordinator gone (the run torn down) has nothing to free
+                await coordinator.release.remote(self._name)
+
+    async def tools_made(self, pools: ToolPools) -> None:
+        self._tools.complete(pools)
 
 
-async def _keep_leases(client: ChatClient, coordinator: Any, name: str) -> None:
+def _hand(supply: ToolSupply, pools: ToolPools, complete: bool) -> None:
+    if complete:
+        supply.complete(pools)
+    else:
+        supply.offer(pools)
+
+
+async def _keep_leases(client: ChatClient, coordinator: Any, name: str, *, guest: bool = False) -> None:
     gates = client.gates()
     while True:
         loads = {
@@ -179,7 +219,7 @@ async def _keep_leases(client: ChatClient, coordinator: Any, name: str) -> None:
             )
             for key, gate in gates.items()
         }
-        grants: dict[str, int] = await coordinator.lease.remote(name, loads)
+        grants: dict[str, int] = await coordinator.lease.remote(name, loads, guest)
         for key, grant in grants.items():
             gates[key].set_lease(grant)
         await asyncio.sleep(LEASE_EVERY_S)
@@ -233,20 +273,47 @@ class RayPool:
         ).remote(name)
         return name, actor
 
-    def begin(self, plans: list[ShardPlan], pools: ToolPools) -> None:
+    def begin(self, plans: list[ShardPlan], pools: ToolPools, *, complete: bool) -> None:
         ray = self._ray
         ray.get(self._coordinator.queue.remote(plans))  # queued before any worker asks for a shard
-        slots = self._config.run.slots_in_flight(self._limits)
+        # The run's slots are split between the workers: with all of them each, the first worker up
+        # opened every shard of a 1,000-task run while the other was still starting, and did the
+        # whole run on one core (measured: 184 of 256 in flight at most).
+        slots = max(1, math.ceil(self._config.run.slots_in_flight(self._limits) / self._workers))
         self._arguments = (
             self._config.model_dump(mode="json"),
             self._run_dir.uri,
             ray.put(pools),
+            complete,
             self._coordinator,
             slots,
         )
         for name, actor in self._idle:
             self._running[actor.run.remote(*self._arguments)] = (name, actor)
         self._idle.clear()
+
+    @contextlib.asynccontextmanager
+    async def tools_client(self, env: Mapping[str, str]) -> AsyncIterator[ChatClient]:
+        """The driver's client for the tools stage, holding a lease of each limit like a worker (a
+        guest: the coordinator does not wait for it as for a worker); released when the stage ends."""
+        client = build_client(self._config, env, leased=True)
+        leases = asyncio.create_task(_keep_leases(client, self._coordinator, TOOLS_STAGE, guest=True))
+        try:
+            yield client
+        finally:
+            leases.cancel()
+            with contextlib.suppress(BaseException):
+                await leases
+            await client.aclose()  # its calls have ended: its share goes back to the workers
+            await self._coordinator.release.remote(TOOLS_STAGE)
+
+    async def tools_made(self, pools: ToolPools) -> None:
+        ray = self._ray
+        self._arguments = (*self._arguments[:2], ray.put(pools), True, *self._arguments[4:])  # replacements
+        handed = [actor.tools_made.remote(self._arguments[2]) for _, actor in self._running.values()]
+        for ref in handed:
+            with contextlib.suppress(ray.exceptions.RayActorError):  # a dead worker is replaced by poll()
+                await ref
 
     def _start(self) -> None:
         name, actor = self._new_actor(self._started)

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 from simulators.environment import sandbox_toolsets
 from synth.config import SynthConfig
+from synth.llm.client import ChatClient
 from synth.llm.errors import ModelCallError
 from synth.llm.limiter import start_chain
-from synth.pipeline.agents import CONFIRM_WRITES, ToolPools, build_agent
+from synth.pipeline.agents import CONFIRM_WRITES, ToolPools, build_agent, sandbox_agent
 from synth.pipeline.context import Context
 from synth.pipeline.judge import judge
 from synth.pipeline.rollout import rollout
@@ -36,6 +37,7 @@ from synth.records import AgentSpec, Failure, Record, Task, ToolSpec, Trajectory
 from synth.run_folder import StageSummary, read_marker, write_marker
 from synth.runners.common import bounded, build_client, build_context
 from synth.runners.plan import ShardPlan
+from synth.runners.tool_supply import ToolSupply
 from synth.store import read_table, write_shard
 from synth.store.location import RunLocation
 
@@ -60,17 +62,29 @@ def _summary(name: str, ctx: Context, started: float, **counts: int) -> StageSum
 # ---------------------------------------------------------------- the tools stage
 
 
+def sandbox_pools(config: SynthConfig) -> ToolPools:
+    """The pools known before the tools stage: the sandboxes' toolsets (no domains yet)."""
+    return ToolPools([], sandbox_toolsets() if config.run.sandbox_share > 0 else {})
+
+
 async def tools_stage(
-    config: SynthConfig, run_dir: RunLocation, env: Mapping[str, str], repository: list[ToolSpec] | None
+    config: SynthConfig,
+    run_dir: RunLocation,
+    env: Mapping[str, str],
+    repository: list[ToolSpec] | None,
+    shared: ChatClient | None = None,
 ) -> tuple[ToolPools, StageSummary]:
-    """The run's tool pools: generated (or taken from `repository`) once, then read back on resume."""
-    sandboxes = sandbox_toolsets() if config.run.sandbox_share > 0 else {}
+    """The run's tool pools: generated (or taken from `repository`) once, then read back on resume.
+    `shared`: a client whose endpoint limits the run's workers share (their chains may run
+    meanwhile: see `synth.runners.tool_supply`); the stage bills its own totals and leaves it open.
+    Without one the stage opens a client of its own."""
+    sandboxes = sandbox_pools(config).sandboxes
     done = read_marker(run_dir, TOOLS_MARKER)
     if done is not None:
         written = [tool for tool in read_table(run_dir, "tools") if isinstance(tool, ToolSpec)]
         return ToolPools(_group(t for t in written if t.source != "sandbox"), sandboxes), done
     started = time.perf_counter()
-    client = build_client(config, env)
+    client = shared.session() if shared is not None else build_client(config, env)
     ctx = build_context(config, client)
     try:
         if repository is not None:
@@ -80,7 +94,8 @@ async def tools_stage(
         else:
             domains = await _generate_tools(ctx)
     finally:
-        await client.aclose()
+        if shared is None:
+            await client.aclose()
     if ctx.endpoint_failures or not domains:
         # Tools lost to an outage would change every agent drawn from them: nothing is marked, the
         # reasons are kept, and resume makes the tools again.
@@ -128,8 +143,7 @@ class OpenShard:
 
     plan: ShardPlan
     ctx: Context
-    pools: ToolPools
-    tools_by_id: dict[str, ToolSpec]
+    tools: ToolSupply
     started: float = field(default_factory=time.perf_counter)
     _agents: dict[int, AgentSpec | None] = field(default_factory=dict)
     _agent_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
@@ -149,7 +163,7 @@ class OpenShard:
         if agent is None:
             return  # build_agent recorded why
         async with turn:
-            tools = [self.tools_by_id[i] for i in agent.tool_ids]
+            tools = [self.tools.by_id[i] for i in agent.tool_ids]
             try:
                 task = await make_task(agent, tools, slot, self.ctx)
             except Exception as exc:  # one bad item must not kill the shard: it is recorded instead
@@ -167,9 +181,12 @@ class OpenShard:
         lock = self._agent_locks.setdefault(index, asyncio.Lock())
         async with lock:  # the agent's first slot builds it; the others wait and reuse it
             if index not in self._agents:
+                pools = self.tools.pools
+                if not self.tools.is_complete and sandbox_agent(pools.sandboxes, index, self.ctx) is None:
+                    pools = await self.tools.completed()  # drawn from the domains: wait, holding no turn
                 async with turn:
                     try:
-                        self._agents[index] = await build_agent(self.pools, index, self.ctx)
+                        self._agents[index] = await build_agent(pools, index, self.ctx)
                     except Exception as exc:  # recorded against the agent; its slots end without a task
                         self.ctx.fail("agents", f"agent#{index}", f"{type(exc).__name__}: {exc}")
                         self._agents[index] = None
@@ -240,11 +257,6 @@ def expected_calls(task: Task, agent: AgentSpec, tools: list[ToolSpec], judge_sa
     exchanges = int(task.rubric.kind == "clarification_needed")
     exchanges += int(agent.policy == CONFIRM_WRITES and any(effects.get(name) == "write" for name in expected))
     return policy_turns + simulator_calls + 2 * exchanges + 2 + judge_samples
-
-
-def tool_index(pools: ToolPools) -> dict[str, ToolSpec]:
-    """Every tool of the pools by id: built once per worker, shared by its shards."""
-    return {tool.id: tool for group in [*pools.domains, *pools.sandboxes.values()] for tool in group}
 
 
 async def _episode(

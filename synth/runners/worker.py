@@ -5,7 +5,8 @@ draw shards from the run's coordinator one at a time; every slot is its own chai
 `synth.runners.shard.OpenShard`), so a slow episode holds only its own slot, never a stage barrier
 or the rest of its shard's budget. The endpoint limits live in the chat client (one per worker,
 shared by its shards through `ChatClient.session`); the slot count only keeps enough chains alive
-to fill them. A shard commits when its last slot ends.
+to fill them. A shard commits when its last slot ends (and not before the tools stage has made the
+tools: a worker starts with the sandboxes' toolsets only, see `synth.runners.tool_supply`).
 
 When an endpoint goes down (its circuit breaker opened) the worker opens nothing more, cancels its
 open shards (each keeps its failures, with the endpoint's reason, and no marker), and returns the
@@ -21,11 +22,11 @@ from typing import Protocol
 
 from synth.config import SynthConfig
 from synth.llm.client import ChatClient
-from synth.pipeline.agents import ToolPools
 from synth.runners.budget import NextShard, ShardOutcome
 from synth.runners.common import build_context
 from synth.runners.plan import ShardPlan
-from synth.runners.shard import OpenShard, tool_index
+from synth.runners.shard import OpenShard
+from synth.runners.tool_supply import ToolSupply
 from synth.store import write_shard
 from synth.store.location import RunLocation
 
@@ -47,7 +48,7 @@ class Worker:
         self,
         config: SynthConfig,
         run_dir: RunLocation,
-        pools: ToolPools,
+        tools: ToolSupply,
         client: ChatClient,
         source: ShardSource,
         slots: int,
@@ -56,8 +57,7 @@ class Worker:
     ) -> None:
         self._config = config
         self._run_dir = run_dir
-        self._pools = pools
-        self._tools_by_id = tool_index(pools)
+        self._tools = tools
         self._client = client
         self._source = source
         self._gate = asyncio.Semaphore(slots)
@@ -99,7 +99,7 @@ class Worker:
 
     def _open(self, plan: ShardPlan) -> None:
         ctx = build_context(self._config, self._client.session())
-        shard = OpenShard(plan, ctx, self._pools, self._tools_by_id)
+        shard = OpenShard(plan, ctx, self._tools)
         self._unfinished += len(shard.slots)
         task = asyncio.create_task(self._run_shard(shard))
         self._shards.add(task)
@@ -108,6 +108,7 @@ class Worker:
     async def _run_shard(self, shard: OpenShard) -> None:
         try:
             await asyncio.gather(*(self._slot(shard, slot) for slot in shard.slots))
+            await self._tools.completed()  # never a shard committed before the tools it drew on
         except asyncio.CancelledError:
             # Nothing is committed; the failures seen so far (the endpoint's reason, above all)
             # are kept under the shard's fixed name, which its rerun replaces.
