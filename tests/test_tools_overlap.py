@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 
 from synth.cli import app
 from synth.llm.offline import OfflineModel
-from synth.runners.budget import Coordinator, EndpointLoad
+from synth.runners.budget import WAIT, Coordinator, EndpointLoad
+from synth.runners.coordinator_actor import Allowance
+from synth.runners.plan import ShardPlan
 from synth.store import synth_query
 
 GIVE_UP_S = 60.0
@@ -182,3 +184,28 @@ def test_a_guest_holds_leases_beside_the_workers_and_its_release_frees_them() ->
     coordinator.release("a")  # a's calls have ended (it finished its shards)
     assert coordinator.lease("b", {"e": busy}, now=0.05)["e"] == 256
     assert coordinator.load()["e"]["in_flight"] == 0
+
+
+def test_a_worker_that_asks_before_the_shards_are_queued_is_told_to_wait() -> None:
+    """On Ray the driver queues the shards without waiting for the coordinator's process to start,
+    so a worker's first question may come first: it must hear "wait", never "nothing left"."""
+    coordinator = Coordinator([], {"e": 8})
+    hand_out = Allowance(coordinator)
+    assert hand_out.next_shard("w0") == WAIT
+    plans = [ShardPlan(index=0, first_slot=0, end_slot=2)]
+    coordinator.queue(plans)
+    assert hand_out.next_shard("w0") == plans[0]
+    assert hand_out.next_shard("w0") is None  # queued and all handed out: nothing left
+    stopped = Coordinator([], {"e": 8})
+    stopped.stop("endpoint down")
+    assert Allowance(stopped).next_shard("w0") is None
+
+
+def test_a_reserved_guest_lease_counts_before_the_guest_has_asked() -> None:
+    """The tools stage starts its calls on the lease reserved for it, before the coordinator's
+    process has answered it: the workers' leases leave that much of the limit from the start."""
+    coordinator = Coordinator([], {"e": 256}, workers=1, reserved={"tools": {"e": 12}, "other": {"unknown": 3}})
+    assert coordinator.lease("a", {"e": EndpointLoad(0, 400, 0, 0)}, now=0)["e"] == 256 - 12
+    coordinator.release("tools")
+    coordinator.lease("a", {"e": EndpointLoad(0, 400, 0, 0)}, now=0.01)
+    assert coordinator.lease("a", {"e": EndpointLoad(0, 400, 0, 0)}, now=0.02)["e"] == 256

@@ -102,11 +102,15 @@ class Coordinator:
         backoff_window_s: float = 1.0,
         deadlines: Mapping[str, float] | None = None,
         workers: int = 1,
+        reserved: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         """`deadlines`: per endpoint, how long a dead worker's calls are still counted (its request
         deadline); an endpoint without one forgets them at once. `workers`: how many workers will
-        ask for leases; until each has, the spare share is kept for those not heard from yet."""
+        ask for leases; until each has, the spare share is kept for those not heard from yet.
+        `reserved`: guests' leases (holder -> endpoint -> calls) granted before they ask, so a guest
+        can start its calls at once, before this coordinator's process has even started."""
         self._queue = list(plans)
+        self._planned = bool(plans)  # the run's shards are known (given here or queued since)
         self._workers = workers
         self._deadlines = dict(deadlines or {})
         self._assigned: dict[str, dict[str, ShardPlan]] = {}
@@ -116,12 +120,23 @@ class Coordinator:
         self._limits = {key: _SharedLimit(limit, limit) for key, limit in limits.items()}
         self._window = backoff_window_s
         self._guests: set[str] = set()
+        for holder, leases in (reserved or {}).items():
+            self._guests.add(holder)
+            for key, calls in leases.items():
+                if key in self._limits:
+                    self._limits[key].grants[holder] = self._limits[key].applied[holder] = calls
 
     # ------------------------------------------------------------------ shards
 
     def queue(self, plans: list[ShardPlan]) -> None:
         """Add shards to run, after those already queued."""
         self._queue.extend(plans)
+        self._planned = True
+
+    def planned(self) -> bool:
+        """Whether the run's shards have been queued: until then a worker that asks is told to wait,
+        not that there is nothing left (on Ray its question may overtake the driver's `queue`)."""
+        return self._planned
 
     def next_shard(self, worker: str) -> ShardPlan | None:
         """The next shard for `worker` to open; None when there is none (done, stopped or held back)."""
@@ -214,10 +229,11 @@ class Coordinator:
         target = water_fill(shared.limit, demands)[worker]
         # A worker reports, then applies the grant it gets back: until its next report it may still
         # be using its previous grant, so its bound is the larger of both and its calls in flight.
+        # Every other holder: those that reported, and guests holding a reserved lease before asking.
+        holders = (set(shared.loads) | set(shared.grants)) - {worker}
         others = shared.orphans(now) + sum(
-            max(shared.grants.get(name, 0), shared.applied.get(name, 0), item.in_flight)
-            for name, item in shared.loads.items()
-            if name != worker
+            max(shared.grants.get(name, 0), shared.applied.get(name, 0), _in_flight(shared.loads.get(name)))
+            for name in holders
         )
         grant = max(0, min(target, shared.limit - others))
         shared.applied[worker] = shared.grants.get(worker, 0)
@@ -261,6 +277,10 @@ class Coordinator:
             }
             for key, shared in self._limits.items()
         }
+
+
+def _in_flight(load: EndpointLoad | None) -> int:
+    return load.in_flight if load is not None else 0
 
 
 def water_fill(capacity: int, demands: Mapping[str, int]) -> dict[str, int]:

@@ -25,6 +25,8 @@ class Allowance:
         self.allowance: int | None = None
 
     def next_shard(self, worker: str) -> NextShard:
+        if not self.coordinator.planned():
+            return None if self.coordinator.stopped() else WAIT
         held = self.allowance is not None and self.coordinator.open_shards() >= self.allowance
         if held and self.coordinator.queued():
             return None if self.coordinator.stopped() else WAIT
@@ -35,9 +37,14 @@ class CoordinatorProcess:
     """The coordinator as a Ray actor (one per run, no CPU): the shard queue and shared limits."""
 
     def __init__(
-        self, plans: list[ShardPlan], limits: Mapping[str, int], deadlines: Mapping[str, float], workers: int
+        self,
+        plans: list[ShardPlan],
+        limits: Mapping[str, int],
+        deadlines: Mapping[str, float],
+        workers: int,
+        reserved: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
-        self._coordinator = Coordinator(plans, limits, deadlines=deadlines, workers=workers)
+        self._coordinator = Coordinator(plans, limits, deadlines=deadlines, workers=workers, reserved=reserved)
         self._hand_out = Allowance(self._coordinator)
 
     def queue(self, plans: list[ShardPlan]) -> None:

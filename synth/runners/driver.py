@@ -41,7 +41,7 @@ from synth.run_folder import (
 from synth.runners.budget import ShardOutcome
 from synth.runners.plan import plan_shards
 from synth.runners.pools import InlinePool, RayPool, WorkerPool
-from synth.runners.shard import TOOLS_MARKER, sandbox_pools, tools_stage
+from synth.runners.shard import TOOLS_MARKER, sandbox_pools, tools_stage, tools_stage_calls
 from synth.store.location import RunLocation
 from synth.store.schema import warm_up
 
@@ -145,8 +145,9 @@ async def generate(
     if todo:
         endpoints = config.endpoints(env)
         limits = endpoint_limits(endpoints)
+        deadlines, tools_calls = endpoint_deadlines(endpoints), tools_stage_calls(config, endpoints)
         pool = (
-            RayPool(config, location, limits, ray_address, endpoint_deadlines(endpoints))
+            RayPool(config, location, limits, ray_address, deadlines, tools_calls)
             if runner == "ray"
             else InlinePool(config, location, env)
         )

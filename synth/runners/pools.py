@@ -235,9 +235,12 @@ class RayPool:
         limits: Mapping[str, int],
         ray_address: str | None,
         deadlines: Mapping[str, float],
+        tools_calls: Mapping[str, int] | None = None,
     ) -> None:
         """Connects to (or starts) Ray and starts the worker processes, which warm up meanwhile.
-        `deadlines`: each endpoint's request deadline, how long a dead worker's calls still count."""
+        `deadlines`: each endpoint's request deadline, how long a dead worker's calls still count.
+        `tools_calls`: the calls the tools stage may have in flight at once, per endpoint: its lease,
+        reserved from the start so the stage need not wait for the coordinator's process."""
         try:
             import ray
         except ImportError:  # pragma: no cover - ray is a dependency; this guards a broken install
@@ -254,8 +257,9 @@ class RayPool:
         # Actor handles are typed Any: Ray's stubs type them as the wrapped class. The coordinator
         # starts now too (its shards come in begin()): an actor's process takes seconds to start,
         # and started after the tools stage it held the whole run back while the workers waited.
+        self._tools_calls = dict(tools_calls or {})
         self._coordinator: Any = ray.remote(num_cpus=0)(CoordinatorProcess).remote(
-            [], self._limits, dict(deadlines), self._workers
+            [], self._limits, dict(deadlines), self._workers, {TOOLS_STAGE: self._tools_calls}
         )
         self._actor_class: Any = ray.remote(WorkerProcess)
         self._arguments: tuple[Any, ...] = ()
@@ -275,7 +279,9 @@ class RayPool:
 
     def begin(self, plans: list[ShardPlan], pools: ToolPools, *, complete: bool) -> None:
         ray = self._ray
-        ray.get(self._coordinator.queue.remote(plans))  # queued before any worker asks for a shard
+        # Not waited for: the coordinator's process may still be starting (0.6-0.75 s measured), and
+        # the tools stage starts after this; a worker that asks first is told to wait.
+        self._coordinator.queue.remote(plans)
         # The run's slots are split between the workers: with all of them each, the first worker up
         # opened every shard of a 1,000-task run while the other was still starting, and did the
         # whole run on one core (measured: 184 of 256 in flight at most).
@@ -297,6 +303,9 @@ class RayPool:
         """The driver's client for the tools stage, holding a lease of each limit like a worker (a
         guest: the coordinator does not wait for it as for a worker); released when the stage ends."""
         client = build_client(self._config, env, leased=True)
+        gates = client.gates()
+        for key, calls in self._tools_calls.items():
+            gates[key].set_lease(calls)  # reserved at the coordinator: no need to wait for its answer
         leases = asyncio.create_task(_keep_leases(client, self._coordinator, TOOLS_STAGE, guest=True))
         try:
             yield client

@@ -24,16 +24,17 @@ from dataclasses import dataclass, field
 
 from simulators.environment import sandbox_toolsets
 from synth.config import SynthConfig
-from synth.llm.client import ChatClient
+from synth.llm.client import ChatClient, endpoint_key, endpoint_limits
 from synth.llm.errors import ModelCallError
 from synth.llm.limiter import start_chain
+from synth.llm.presets import EndpointConfig
 from synth.pipeline.agents import CONFIRM_WRITES, ToolPools, build_agent, sandbox_agent
 from synth.pipeline.context import Context
 from synth.pipeline.judge import judge
 from synth.pipeline.rollout import rollout
 from synth.pipeline.tasks import make_task
 from synth.pipeline.tools import generate_domain_tools
-from synth.records import AgentSpec, Failure, Record, Task, ToolSpec, Trajectory, Verdict
+from synth.records import AgentSpec, Failure, Record, Role, Task, ToolSpec, Trajectory, Verdict
 from synth.run_folder import StageSummary, read_marker, write_marker
 from synth.runners.common import bounded, build_client, build_context
 from synth.runners.plan import ShardPlan
@@ -65,6 +66,13 @@ def _summary(name: str, ctx: Context, started: float, **counts: int) -> StageSum
 def sandbox_pools(config: SynthConfig) -> ToolPools:
     """The pools known before the tools stage: the sandboxes' toolsets (no domains yet)."""
     return ToolPools([], sandbox_toolsets() if config.run.sandbox_share > 0 else {})
+
+
+def tools_stage_calls(config: SynthConfig, endpoints: Mapping[Role, EndpointConfig]) -> dict[str, int]:
+    """The calls the tools stage may have in flight at once, by endpoint: one per domain, on the
+    generator's endpoint, within its limit (`synth.llm.client.endpoint_limits`)."""
+    key = endpoint_key(endpoints["generator"])
+    return {key: max(1, min(config.run.domains, endpoint_limits(endpoints)[key]))}
 
 
 async def tools_stage(
