@@ -246,8 +246,8 @@ def query(
         str | None,
         typer.Option(
             "--memory-limit",
-            help="DuckDB's memory limit, e.g. 512MB or 4GB (default: SYNTH_MEMORY_LIMIT, else 512MB or a quarter "
-            "of RAM if less)",
+            help="DuckDB's memory limit, e.g. 512MB or 4GB (default: SYNTH_MEMORY_LIMIT, else 256MB plus 256MB per "
+            "thread, or a quarter of RAM if less)",
         ),
     ] = None,
     threads: Annotated[

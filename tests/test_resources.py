@@ -18,8 +18,9 @@ from synth.cli import app
 from synth.footprint import footprint
 from synth.store import QueryLimits, ReadOnlyViolation, run_query
 from synth.store.resources import (
-    DEFAULT_MEMORY_CAP,
+    MEMORY_BASE,
     MEMORY_ENV,
+    MEMORY_PER_THREAD,
     SPILL_ENV,
     THREADS_ENV,
     ResourceError,
@@ -42,14 +43,24 @@ def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
     return str(con.execute(f"SELECT current_setting('{name}')").fetchall()[0][0])
 
 
-def test_defaults_stay_under_the_cap_and_the_environment_overrides_them() -> None:
+def test_defaults_grow_with_the_threads_and_the_environment_overrides_them() -> None:
     defaults = Resources.from_environment({})
-    assert 64 * 2**20 <= default_memory_bytes() <= DEFAULT_MEMORY_CAP
-    assert defaults.memory == f"{default_memory_bytes() // 2**20}MiB"
     assert 1 <= defaults.threads <= 4
+    assert 64 * 2**20 <= default_memory_bytes(defaults.threads) <= MEMORY_BASE + MEMORY_PER_THREAD * defaults.threads
+    assert defaults.memory == f"{default_memory_bytes(defaults.threads) // 2**20}MiB"
+    assert default_memory_bytes(1) <= default_memory_bytes(2) <= default_memory_bytes(4)
     chosen = Resources.from_environment({MEMORY_ENV: "2GB", THREADS_ENV: "3", SPILL_ENV: "1GB"})
     assert chosen == Resources(memory="2GB", threads=3, spill="1GB")
     assert chosen.override(memory="256MB", threads=None) == Resources(memory="256MB", threads=3, spill="1GB")
+
+
+def test_more_threads_raise_the_default_limit_but_never_a_chosen_one() -> None:
+    one = Resources.from_environment({THREADS_ENV: "1"})
+    assert one.memory == f"{default_memory_bytes(1) // 2**20}MiB"
+    assert one.override(threads=4).memory == f"{default_memory_bytes(4) // 2**20}MiB"
+    assert one.override(memory="300MB", threads=4).memory == "300MB"
+    chosen = Resources.from_environment({MEMORY_ENV: "300MB", THREADS_ENV: "1"})
+    assert chosen.override(threads=4) == Resources(memory="300MB", threads=4)
 
 
 @pytest.mark.parametrize(

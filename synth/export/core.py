@@ -180,7 +180,7 @@ def export_run(
             f"--arguments object writes JSON Lines, not Parquet: give --to a .jsonl name, not {target.name}"
         )
     rows = batch_rows or (SHAPED_BATCH_ROWS if spec.shape else BATCH_ROWS)
-    con = open_bounded_catalog(run_dir)  # every command's memory limit (512MB unless overridden)
+    con = open_bounded_catalog(run_dir)  # every command's memory limit (`synth.store.resources`)
     try:
         by_agent = spec.view == "sft" and register_agent_tools(con)
         query, params = _query(spec, filtered, include_rejected, min_score, tools_by_agent=by_agent)
