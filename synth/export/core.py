@@ -36,6 +36,7 @@ from synth.export.toolsets import JOIN_SQL, register_agent_tools
 from synth.export.weights import register_call_check
 from synth.export.where import UnsafeWhere, filter_statement
 from synth.store import DamagedRunError, describe_query_error, is_damage, require_run
+from synth.store.catalog import JUDGED_SFT_SQL
 from synth.store.ownership import InsideRunError, refuse_inside_run
 from synth.store.resources import open_bounded_catalog
 
@@ -124,11 +125,8 @@ class ExportResult:
 
 # Every judged trajectory as sft-shaped rows (the `sft` view holds the accepted ones only); it shadows
 # the view under the same name so `--where` reads the same columns either way, plus `accepted`.
-_SFT_ALL = """WITH sft AS (
-    SELECT r.trajectory_id, r.task_id, v.rubric_kind, v.score, t.messages, r.tools, t.agent_id, r.accepted
-    FROM rl AS r
-    JOIN trajectories AS t ON t.id = r.trajectory_id
-    JOIN verdicts AS v ON v.trajectory_id = r.trajectory_id
+_SFT_ALL = f"""WITH sft AS (
+{JUDGED_SFT_SQL}
 )
 """
 _SFT_SELECT = """SELECT s.trajectory_id, s.task_id, s.rubric_kind, s.score, {accepted} AS accepted, s.messages, {tools}
@@ -180,7 +178,7 @@ def export_run(
             f"--arguments object writes JSON Lines, not Parquet: give --to a .jsonl name, not {target.name}"
         )
     rows = batch_rows or (SHAPED_BATCH_ROWS if spec.shape else BATCH_ROWS)
-    con = open_bounded_catalog(run_dir)  # every command's memory limit (`synth.store.resources`)
+    con = open_export_catalog(run_dir, spec.view)
     try:
         by_agent = spec.view == "sft" and register_agent_tools(con)
         query, params = _query(spec, filtered, include_rejected, min_score, tools_by_agent=by_agent)
@@ -198,6 +196,14 @@ def export_run(
     finally:
         con.close()
     return ExportResult(target, spec.name, written, tuple(extra))
+
+
+def open_export_catalog(run_dir: Path, view: str) -> duckdb.DuckDBPyConnection:
+    """The run's catalog as an export of `view` ("sft" or "rl") reads it: within every command's
+    memory limit (`synth.store.resources`), and for sft, whose rows carry the messages, with every
+    join's left side kept as its probe side (`keep_join_sides`: the messages never fill a hash table,
+    whatever a `--where` does to DuckDB's row estimates)."""
+    return open_bounded_catalog(run_dir, keep_join_sides=view == "sft")
 
 
 def _format(name: str) -> ExportFormat:

@@ -31,11 +31,19 @@ def openai_tools_sql(specs: str) -> str:
 
 _OPENAI_TOOLS = openai_tools_sql("t.tools")
 
+_SFT_COLUMNS = f"""t.id AS trajectory_id, t.task_id, v.rubric_kind, v.score, t.messages, {_OPENAI_TOOLS} AS tools,
+       t.agent_id"""
+_JUDGED = "FROM trajectories AS t JOIN verdicts AS v ON v.trajectory_id = t.id"
+
 _SFT = f"""CREATE VIEW sft AS
-SELECT t.id AS trajectory_id, t.task_id, v.rubric_kind, v.score, t.messages, {_OPENAI_TOOLS} AS tools,
-       t.agent_id
-FROM trajectories AS t JOIN verdicts AS v ON v.trajectory_id = t.id
+SELECT {_SFT_COLUMNS}
+{_JUDGED}
 WHERE v.accepted"""
+
+JUDGED_SFT_SQL = f"""SELECT {_SFT_COLUMNS}, v.accepted
+{_JUDGED}"""
+"""Every judged trajectory in the `sft` view's columns (the view keeps the accepted ones), plus
+`accepted`: what an export of rejected trajectories too reads."""
 
 
 class NotARunError(ValueError):
@@ -70,15 +78,24 @@ def open_catalog(
     threads: int | None = None,
     temp_directory: Path | None = None,
     spill_limit: str | None = None,
+    keep_join_sides: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the views of `run_dir`: one per table (empty but typed
     when the table has no shard yet) plus `sft` and `rl`. File access is limited to `run_dir`, and
     to `temp_directory` (DuckDB's spill folder, which DuckDB always lets queries read): without
-    one, nothing spills to disk. `memory_limit` ("1GB") and `threads` bound DuckDB itself."""
+    one, nothing spills to disk. `memory_limit` ("1GB") and `threads` bound DuckDB itself.
+
+    `keep_join_sides`: an outer join keeps its left side as the probe side, whatever the row
+    estimates (DuckDB's `build_side_probe_side` optimizer off). For a query whose left side carries
+    the messages: a filter DuckDB guesses selective (any `--where` on a trajectory's columns) made
+    it build its hash table from the messages, measured at 1M rows: 37.9 s and 1.05 GB peak RSS for
+    an export that takes 18 s and 0.68 GB."""
     run_dir = require_run(run_dir)
     settings: dict[str, str | bool | int | float | list[str]] = {
         "temp_directory": str(temp_directory) if temp_directory is not None else "",
     }
+    if keep_join_sides:
+        settings["disabled_optimizers"] = "build_side_probe_side"
     if memory_limit is not None:
         settings["memory_limit"] = memory_limit
     if threads is not None:

@@ -121,10 +121,13 @@ def _default_memory(threads: int) -> str:
     return f"{default_memory_bytes(threads) // 2**20}MiB"
 
 
-def open_bounded_catalog(run_dir: Path, resources: Resources | None = None) -> duckdb.DuckDBPyConnection:
-    """`open_catalog(run_dir)` within `resources` (default: `Resources.from_environment(os.environ)`),
-    spilling to a private folder made for this connection. Close the connection as usual: DuckDB
-    deletes its spill files then, and the folder goes when the connection object does (or at exit)."""
+def open_bounded_catalog(
+    run_dir: Path, resources: Resources | None = None, *, keep_join_sides: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """`open_catalog(run_dir, keep_join_sides=...)` within `resources` (default:
+    `Resources.from_environment(os.environ)`), spilling to a private folder made for this connection.
+    Close the connection as usual: DuckDB deletes its spill files then, and the folder goes when the
+    connection object does (or at exit)."""
     resources = resources or Resources.from_environment(os.environ)
     scratch = private_scratch()
     try:
@@ -136,6 +139,7 @@ def open_bounded_catalog(run_dir: Path, resources: Resources | None = None) -> d
             # a spill folder it made when the connection closes.
             temp_directory=None if scratch is None else scratch / "spill",
             spill_limit=resources.spill,
+            keep_join_sides=keep_join_sides,
         )
     except BaseException:
         if scratch is not None:
