@@ -364,9 +364,11 @@ def export(
     import duckdb
 
     from synth.export import ExportError, export_run
+    from synth.export.heap import keep_freed_heap
     from synth.store import DamagedRunError, NotARunError
     from synth.store.resources import ResourceError
 
+    keep_freed_heap()  # the batches' memory is reused, not faulted in afresh (see synth.export.heap)
     try:
         result = export_run(
             run_dir,
