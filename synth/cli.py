@@ -368,7 +368,8 @@ def export(
     from synth.store import DamagedRunError, NotARunError
     from synth.store.resources import ResourceError
 
-    keep_freed_heap()  # the batches' memory is reused, not faulted in afresh (see synth.export.heap)
+    if format == "openai":  # its batches' memory is reused, not faulted in afresh (see synth.export.heap)
+        keep_freed_heap()
     try:
         result = export_run(
             run_dir,
