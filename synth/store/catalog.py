@@ -85,11 +85,11 @@ def open_catalog(
     to `temp_directory` (DuckDB's spill folder, which DuckDB always lets queries read): without
     one, nothing spills to disk. `memory_limit` ("1GB") and `threads` bound DuckDB itself.
 
-    `keep_join_sides`: an outer join keeps its left side as the probe side, whatever the row
-    estimates (DuckDB's `build_side_probe_side` optimizer off). For a query whose left side carries
-    the messages: a filter DuckDB guesses selective (any `--where` on a trajectory's columns) made
-    it build its hash table from the messages, measured at 1M rows: 37.9 s and 1.05 GB peak RSS for
-    an export that takes 18 s and 0.68 GB."""
+    `keep_join_sides`: no join has its sides swapped on row estimates (DuckDB's
+    `build_side_probe_side` optimizer off), so an outer join keeps its left side as its probe side.
+    For a query whose left side carries the messages: a filter DuckDB guesses selective (any
+    `--where` on a trajectory's columns) made it build its hash table from the messages, measured
+    at 1M rows: 37.9 s and 1.05 GB peak RSS for an export that takes 18 s and 0.68 GB."""
     run_dir = require_run(run_dir)
     settings: dict[str, str | bool | int | float | list[str]] = {
         "temp_directory": str(temp_directory) if temp_directory is not None else "",

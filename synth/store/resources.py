@@ -42,10 +42,10 @@ MEMORY_PER_THREAD = 256 * 2**20
 threads hold makes DuckDB's buffer pool evict and purge its allocator (`Allocator::FlushAll`) on every
 allocation, and each purged page is a fresh page fault when touched again: the openai export of 1M
 rows (`bench/million_rows.py`, 2 threads) spent 12 s of its 15.5 s in the kernel with 2.1M faults at
-512 MB and at 640 MB, 1.4 s with 0.3M faults from 768 MB up; 1 thread needed more than 384 MB, 4
+512 MB and at 640 MB, 1.4-2.0 s with 0.3-0.4M faults from 768 MB up; 1 thread needed more than 384 MB, 4
 threads more than 1 GB (no churn at 1,280 MB). A command's peak RSS is the pool plus the interpreter
 and its imports (~100 MB), the Arrow results handed to Python and DuckDB's allocations outside the
-pool: at 768 MB every command stays under 830 MB at a million trajectories (BENCHMARKS.md)."""
+pool: at 768 MB every command stays under 900 MB at a million trajectories (BENCHMARKS.md)."""
 MEMORY_SHARE = 0.25
 """On a small machine, a quarter of its RAM: the rest stays with the OS, the page cache and other work."""
 MAX_DEFAULT_THREADS = 4
