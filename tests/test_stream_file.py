@@ -1,5 +1,6 @@
-"""`StreamFile` writes every byte in order while it flushes and drops what it wrote from the page cache
-every `settle_bytes`; the sinks built on it write the same JSON Lines and Parquet as plain files."""
+"""`StreamFile` writes every byte in order: with O_DIRECT through its staging buffer (whole blocks,
+then the last partial one), or through the page cache while it flushes and drops what it wrote every
+`settle_bytes`; the sinks built on it write the same JSON Lines and Parquet as plain files."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_bytes_arrive_in_order_across_settles(tmp_path: Path, monkeypatch: pytes
         monkeypatch.setattr(stream_file.os, "posix_fadvise", spy)
     chunks = [bytes([n]) * (700 + n) for n in range(40)]
     path = tmp_path / "out.bin"
-    out = StreamFile(path, settle_bytes=4096)
+    out = StreamFile(path, settle_bytes=4096, direct=False)
     for chunk in chunks:
         assert out.write(chunk) == len(chunk)
         out.write(pa.py_buffer(chunk))  # what the sinks hand over: Arrow buffers
@@ -60,3 +61,49 @@ def test_sinks_write_whole_files_through_it(tmp_path: Path, monkeypatch: pytest.
         parquet.write_batch(batch)
     parquet.close()
     assert pq.read_table(tmp_path / "a.parquet").equals(table)
+
+
+def _refuses_direct(folder: Path) -> bool:
+    if not getattr(os, "O_DIRECT", 0):
+        return True
+    try:
+        os.close(os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("sizes", [[0, 1, 4095, 4096, 4097], [3 * 4096, 5 * 4096 + 17, 11, 2 * 4096], [40_000] * 7])
+def test_direct_writes_every_byte_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]) -> None:
+    if _refuses_direct(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    monkeypatch.setattr(stream_file, "STAGING_BYTES", 3 * 4096)  # staging fills and empties many times
+    chunks = [os.urandom(size) for size in sizes]
+    path = tmp_path / "out.bin"
+    out = StreamFile(path)
+    assert out.direct
+    for number, chunk in enumerate(chunks):
+        data = pa.py_buffer(chunk) if number % 2 else chunk  # Arrow buffers, as the sinks hand over
+        assert out.write(data) == len(chunk)
+        assert out.tell() == sum(map(len, chunks[: number + 1]))
+    out.flush()  # a no-op with O_DIRECT: nothing partial may reach the file before close
+    out.close()
+    out.close()
+    assert out.closed
+    assert path.read_bytes() == b"".join(chunks)
+
+
+def test_a_file_system_without_direct_gets_the_page_cache_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def refuse_direct(path: object, flags: int, mode: int = 0o777) -> int:
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(22, "Invalid argument")  # what tmpfs answers
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(stream_file.os, "open", refuse_direct)
+    out = StreamFile(tmp_path / "out.bin", settle_bytes=4096)
+    assert not out.direct
+    out.write(b"x" * 10_000)
+    out.close()
+    assert (tmp_path / "out.bin").read_bytes() == b"x" * 10_000
