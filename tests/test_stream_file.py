@@ -107,3 +107,31 @@ def test_a_file_system_without_direct_gets_the_page_cache_file(tmp_path: Path, m
     out.write(b"x" * 10_000)
     out.close()
     assert (tmp_path / "out.bin").read_bytes() == b"x" * 10_000
+
+
+def test_a_refused_direct_write_goes_on_through_the_page_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if _refuses_direct(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    monkeypatch.setattr(stream_file, "STAGING_BYTES", 2 * 4096)
+    real_write = os.write
+    refused: list[int] = []
+
+    def refuse_direct_writes(fd: int, data: object) -> int:
+        if not refused and _is_direct(fd):
+            refused.append(fd)
+            raise OSError(22, "Invalid argument")  # a file system whose blocks are larger than 4 KiB
+        return real_write(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stream_file.os, "write", refuse_direct_writes)
+    chunks = [os.urandom(size) for size in (5000, 9000, 3)]
+    out = StreamFile(tmp_path / "out.bin")
+    for chunk in chunks:
+        out.write(chunk)
+    out.close()
+    assert refused and (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
+
+
+def _is_direct(fd: int) -> bool:
+    import fcntl
+
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0))

@@ -19,6 +19,7 @@ whole file durable either way (the rename that publishes it comes after).
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from pathlib import Path
@@ -112,6 +113,7 @@ class _DirectFile:
         self._staging = mmap.mmap(-1, STAGING_BYTES)  # anonymous memory: page-aligned
         self._view = memoryview(self._staging)
         self._filled = 0
+        self._direct = True  # False once O_DIRECT is turned off (the last block, or a refused write)
 
     @classmethod
     def open(cls, path: Path) -> _DirectFile | None:
@@ -150,7 +152,15 @@ class _DirectFile:
 
     def _write_all(self, data: memoryview) -> None:
         while data:
-            written = os.write(self._descriptor, data)
+            try:
+                written = os.write(self._descriptor, data)
+            except OSError as exc:
+                # A file system that opened the file with O_DIRECT but refuses its writes (a block
+                # larger than BLOCK): the failed write wrote nothing, so the rest goes buffered.
+                if exc.errno != errno.EINVAL or not self._direct:
+                    raise
+                self._leave_direct()
+                continue
             data = data[written:]
             if data and written % BLOCK:  # a short write off a block boundary: O_DIRECT cannot go on
                 self._leave_direct()
@@ -160,3 +170,4 @@ class _DirectFile:
 
         flags = fcntl.fcntl(self._descriptor, fcntl.F_GETFL)
         fcntl.fcntl(self._descriptor, fcntl.F_SETFL, flags & ~_O_DIRECT)
+        self._direct = False
