@@ -100,7 +100,7 @@ class InlinePool:
             lambda outcome: self._coordinator.shard_finished("inline", outcome.to_json()),
         )
         slots = self._config.run.slots_in_flight(self._limits)
-        _hand(self._tools, pools, complete)
+        self._tools.hand(pools, complete=complete)
         worker = Worker(self._config, self._run_dir, self._tools, self._client, source, slots)
         self._task = asyncio.create_task(worker.run())
 
@@ -184,7 +184,7 @@ class WorkerProcess:
         config = SynthConfig.model_validate(settings)
         client = build_client(config, os.environ, leased=True)
         leases = asyncio.create_task(_keep_leases(client, coordinator, self._name))
-        _hand(self._tools, pools, complete)
+        self._tools.hand(pools, complete=complete)
         source = _ActorSource(coordinator, self._name)
         worker = Worker(config, RunLocation.of(run_dir), self._tools, client, source, slots)
         try:
@@ -201,13 +201,6 @@ class WorkerProcess:
 
     async def tools_made(self, pools: ToolPools) -> None:
         self._tools.complete(pools)
-
-
-def _hand(supply: ToolSupply, pools: ToolPools, complete: bool) -> None:
-    if complete:
-        supply.complete(pools)
-    else:
-        supply.offer(pools)
 
 
 async def _keep_leases(client: ChatClient, coordinator: Any, name: str, *, guest: bool = False) -> None:
@@ -262,7 +255,8 @@ class RayPool:
             [], self._limits, dict(deadlines), self._workers, {TOOLS_STAGE: self._tools_calls}
         )
         self._actor_class: Any = ray.remote(WorkerProcess)
-        self._arguments: tuple[Any, ...] = ()
+        self._arguments: dict[str, Any] = {}
+        """WorkerProcess.run's arguments, for the workers started in begin() and their replacements."""
         self._idle = [self._new_actor(index) for index in range(self._workers)]
         self._running: dict[Any, tuple[str, Any]] = {}
         self._started = self._workers
@@ -286,16 +280,16 @@ class RayPool:
         # opened every shard of a 1,000-task run while the other was still starting, and did the
         # whole run on one core (measured: 184 of 256 in flight at most).
         slots = max(1, math.ceil(self._config.run.slots_in_flight(self._limits) / self._workers))
-        self._arguments = (
-            self._config.model_dump(mode="json"),
-            self._run_dir.uri,
-            ray.put(pools),
-            complete,
-            self._coordinator,
-            slots,
-        )
+        self._arguments = {
+            "settings": self._config.model_dump(mode="json"),
+            "run_dir": self._run_dir.uri,
+            "pools": ray.put(pools),
+            "complete": complete,
+            "coordinator": self._coordinator,
+            "slots": slots,
+        }
         for name, actor in self._idle:
-            self._running[actor.run.remote(*self._arguments)] = (name, actor)
+            self._running[actor.run.remote(**self._arguments)] = (name, actor)
         self._idle.clear()
 
     @contextlib.asynccontextmanager
@@ -318,8 +312,8 @@ class RayPool:
 
     async def tools_made(self, pools: ToolPools) -> None:
         ray = self._ray
-        self._arguments = (*self._arguments[:2], ray.put(pools), True, *self._arguments[4:])  # replacements
-        handed = [actor.tools_made.remote(self._arguments[2]) for _, actor in self._running.values()]
+        self._arguments.update(pools=ray.put(pools), complete=True)  # what a replacement starts with
+        handed = [actor.tools_made.remote(self._arguments["pools"]) for _, actor in self._running.values()]
         for ref in handed:
             with contextlib.suppress(ray.exceptions.RayActorError):  # a dead worker is replaced by poll()
                 await ref
@@ -327,7 +321,7 @@ class RayPool:
     def _start(self) -> None:
         name, actor = self._new_actor(self._started)
         self._started += 1
-        self._running[actor.run.remote(*self._arguments)] = (name, actor)
+        self._running[actor.run.remote(**self._arguments)] = (name, actor)
 
     async def poll(self) -> tuple[list[ShardOutcome], dict[str, dict[str, float]], bool]:
         ray = self._ray

@@ -27,13 +27,6 @@ class ToolSupply:
         self.by_id: dict[str, ToolSpec] = {}
         """Every tool known so far, by id: shared by the worker's shards and filled in place."""
 
-    @classmethod
-    def of(cls, pools: ToolPools) -> ToolSupply:
-        """A supply that already has every tool (the tools stage was done before)."""
-        supply = cls()
-        supply.complete(pools)
-        return supply
-
     @property
     def pools(self) -> ToolPools:
         """The pools as far as they are known: without domains until `complete`."""
@@ -42,6 +35,13 @@ class ToolSupply:
     @property
     def is_complete(self) -> bool:
         return self._complete.is_set()
+
+    def hand(self, pools: ToolPools, *, complete: bool) -> None:
+        """`complete` with every pool, or `offer` the sandboxes' toolsets only."""
+        if complete:
+            self.complete(pools)
+        else:
+            self.offer(pools)
 
     def offer(self, pools: ToolPools) -> None:
         """What is known before the tools stage ends (the sandboxes); ignored once complete, so the
