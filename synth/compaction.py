@@ -62,6 +62,7 @@ from synth.store.compacted import (
     read_manifests,
     shard_of,
 )
+from synth.store.derived import with_derived
 from synth.store.location import NotLocalError, RunLocation, fsync_dir, fsync_file, local_run_path
 from synth.store.parquet import COMPRESSION
 from synth.store.schema import RECORD_TYPES
@@ -279,6 +280,8 @@ def _merge(folder: Path, table: str, group: str, shards: list[str], pause: Pause
                     counts[shard] = data.num_rows if data is not None else 0
                     if data is None:
                         continue
+                    # A part written before a derived column existed gets it here, as the writer computes it.
+                    data = with_derived(table, data)
                     if writer is None:
                         writer = pq.ParquetWriter(temp, data.schema, compression=COMPRESSION)
                     elif not data.schema.equals(writer.schema):

@@ -367,7 +367,7 @@ def test_parquet_file_carries_the_schema_version(run: Path) -> None:
     path = write_shard(run, "tools", "s0", [weather_tool()])
     assert path == run / "tools" / "part-s0.parquet"
     metadata = pq.read_schema(path).metadata
-    assert metadata[b"synth.schema_version"] == b"1"
+    assert metadata[b"synth.schema_version"] == str(SCHEMA_VERSION).encode()
     assert metadata[b"synth.table"] == b"tools"
 
 
@@ -446,9 +446,19 @@ def test_sft_holds_only_accepted_trajectories_with_openai_tools(run: Path) -> No
         rows = fetch(con, "SELECT * FROM sft")
     assert [row["trajectory_id"] for row in rows] == ["traj-1"]
     (row,) = rows
-    assert set(row) == {"trajectory_id", "task_id", "rubric_kind", "score", "messages", "tools", "agent_id"}
+    assert set(row) == {
+        "trajectory_id",
+        "task_id",
+        "rubric_kind",
+        "score",
+        "messages",
+        "message_count",
+        "tools",
+        "agent_id",
+    }
     assert (row["task_id"], row["rubric_kind"], row["score"]) == ("task-1", "parallel_calls", 0.9)
     assert [Message.model_validate(m) for m in row["messages"]] == trajectory().messages
+    assert row["message_count"] == len(trajectory().messages)
     tools = json.loads(row["tools"])
     assert tools == [weather_tool().openai_tool(), booking_tool().openai_tool()]
     assert isinstance(tools[0]["function"]["parameters"], dict)  # a JSON object, not a string in a string

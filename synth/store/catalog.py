@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synth.store.compacted import CompactionStateError, Manifest, live_files, read_manifests
+from synth.store.derived import derived_columns, view_columns
 from synth.store.location import NotLocalError, RunLocation, local_run_path
 from synth.store.parquet import SHARD_GLOB
 from synth.store.rl_view import rl_view_sql
@@ -31,8 +32,8 @@ def openai_tools_sql(specs: str) -> str:
 
 _OPENAI_TOOLS = openai_tools_sql("t.tools")
 
-_SFT_COLUMNS = f"""t.id AS trajectory_id, t.task_id, v.rubric_kind, v.score, t.messages, {_OPENAI_TOOLS} AS tools,
-       t.agent_id"""
+_SFT_COLUMNS = f"""t.id AS trajectory_id, t.task_id, v.rubric_kind, v.score, t.messages, t.message_count,
+       {_OPENAI_TOOLS} AS tools, t.agent_id"""
 _JUDGED = "FROM trajectories AS t JOIN verdicts AS v ON v.trajectory_id = t.id"
 
 _SFT = f"""CREATE VIEW sft AS
@@ -159,9 +160,15 @@ def _table_view(
         source = sql_string(f"{run_dir / table}/{SHARD_GLOB}")
     ends = _end_schemas(list(dict.fromkeys([files[0], files[-1], *(path for path, _ in compacted)])), table)
     _check_compacted_rows(compacted)
-    union = ", union_by_name = true" if not current_schema or _needs_union(ends, table) else ""
+    merged = not current_schema or _needs_union(ends, table)
+    parts = f"read_parquet({source}{', union_by_name = true' if merged else ''})"
     try:
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({source}{union})")
+        columns = "*"
+        if merged and derived_columns(table):
+            # Parts written before a derived column existed lack it: the view computes it for them.
+            stored = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {parts}").fetchall()]
+            columns = view_columns(table, stored)
+        con.execute(f"CREATE VIEW {table} AS SELECT {columns} FROM {parts}")
     except (duckdb.InvalidInputException, duckdb.IOException) as exc:  # a damaged footer, met while binding
         raise DamagedRunError(describe_query_error(exc)) from None
 

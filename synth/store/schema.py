@@ -28,9 +28,12 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from synth.records import AgentSpec, Failure, Record, Task, ToolSpec, Trajectory, Verdict
+from synth.store.derived import derived_columns, with_derived
 
-SCHEMA_VERSION = 1
-"""Bumped whenever a change to the records changes what an existing shard means."""
+SCHEMA_VERSION = 2
+"""Bumped whenever a change to the records changes what an existing shard means, or adds a column
+(a run keeps the version it was begun with, and the catalog trusts every shard of a run begun with
+this version to have this schema). 2: trajectories' `message_count` (`synth.store.derived`)."""
 
 RECORD_TYPES: Mapping[str, type[Record]] = types.MappingProxyType(
     {
@@ -122,11 +125,16 @@ def _struct_shape(model: type[BaseModel]) -> Shape:
 
 
 def schema_for(table: str) -> pa.Schema:
-    """The Arrow schema of `table`, with the schema version and table name in its metadata."""
-    return _schema(table, shape_of(record_type(table)))
+    """The Arrow schema of `table`, with the schema version and table name in its metadata: the
+    record's fields, then the table's derived columns (`synth.store.derived`)."""
+    record = _schema(table, shape_of(record_type(table)))
+    for column in derived_columns(table):
+        record = record.append(column.field)
+    return record
 
 
 def _schema(table: str, shape: Shape) -> pa.Schema:
+    """The schema of the record's own fields (no derived column)."""
     return pa.schema(
         [pa.field(name, field.arrow, nullable=field.nullable) for name, field in shape.fields],
         metadata={b"synth.schema_version": str(SCHEMA_VERSION).encode(), b"synth.table": table.encode()},
@@ -144,7 +152,7 @@ def to_table(records: Sequence[Record], table: str) -> pa.Table:
         raise TypeError(f"table {table!r} holds {model.__name__} records, got {', '.join(sorted(strays))}")
     shape = shape_of(model)
     rows = [_encode(record, shape) for record in records]
-    return pa.Table.from_pylist(rows, schema=_schema(table, shape))
+    return with_derived(table, pa.Table.from_pylist(rows, schema=_schema(table, shape)))
 
 
 def warm_up() -> None:
