@@ -408,10 +408,12 @@ def report(
     import duckdb
 
     from synth.report import ReportError, build_report
+    from synth.report.arrow_memory import use_returning_pool
     from synth.run_folder import RunFolderError
     from synth.store import DamagedRunError, NotARunError
     from synth.store.resources import ResourceError
 
+    use_returning_pool()  # a lower peak RSS (see synth.report.arrow_memory)
     try:
         result = build_report(run_dir, to, per_outcome=sample, top=top)
     except (NotARunError, RunFolderError, ReportError, DamagedRunError, ResourceError) as exc:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from synth.config import RunConfig
 from synth.footprint import footprint
 from synth.llm.pricing import K2_MODEL, default_price_table
@@ -17,10 +19,13 @@ from synth.store import require_run
 from synth.store.resources import Resources, open_bounded_catalog
 
 
-def funnel(run_dir: Path, resources: Resources | None = None) -> dict[str, Any]:
+def funnel(
+    run_dir: Path, resources: Resources | None = None, *, con: duckdb.DuckDBPyConnection | None = None
+) -> dict[str, Any]:
     """Counts per stage, per rubric kind, failures by stage, tokens and cost per role, and the run's
     footprint on disk; DuckDB runs within `resources` (default: every command's, see
-    `synth.store.resources`)."""
+    `synth.store.resources`), or on `con`, an open catalog of `run_dir` (a cursor of one: the report
+    counts on its own catalog, so one memory limit holds for both), left open."""
     run_dir = require_run(run_dir)
     check_schema_version(run_dir)
     # The done-markers (20,000 small JSON files at a million rows) and the footprint are read in
@@ -28,7 +33,7 @@ def funnel(run_dir: Path, resources: Resources | None = None) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-stats-files") as files:
         marker_reads = files.submit(read_markers, run_dir)
         disk = files.submit(footprint, run_dir)
-        figures = _counts(run_dir, resources)
+        figures = _counts(run_dir, resources, con)
         markers = marker_reads.result()
         return _funnel(run_dir, figures, markers, disk.result().as_dict())
 
@@ -45,9 +50,9 @@ class _TableCounts:
     stops: dict[str, int]
 
 
-def _counts(run_dir: Path, resources: Resources | None) -> _TableCounts:
-    """What DuckDB counts over the run's tables."""
-    con = open_bounded_catalog(run_dir, resources)
+def _counts(run_dir: Path, resources: Resources | None, given: duckdb.DuckDBPyConnection | None) -> _TableCounts:
+    """What DuckDB counts over the run's tables, on `given` or on a catalog opened (and closed) here."""
+    con = given if given is not None else open_bounded_catalog(run_dir, resources)
     try:
 
         def scalar(sql: str) -> int:
@@ -99,7 +104,8 @@ def _counts(run_dir: Path, resources: Resources | None) -> _TableCounts:
         kinds = [row[:5] for row in per_kind]
         agreement = tuple(sum(row[column] for row in per_kind) for column in (5, 6, 7))
     finally:
-        con.close()
+        if given is None:
+            con.close()
     return _TableCounts(counts, failures, causes, kinds, agreement, stops)
 
 

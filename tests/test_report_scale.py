@@ -85,3 +85,43 @@ def test_the_sample_comes_from_the_first_stored_trajectories(run: Path, monkeypa
         con.close()
     assert picked and {s.id for s in picked} <= first
     assert [s.accepted for s in picked] == sorted((s.accepted for s in picked), reverse=True)  # accepted first
+
+
+def test_calls_match_the_tool_of_their_name_in_their_own_trajectory(tmp_path: Path) -> None:
+    """Hand-made trajectories with what the generated run lacks: calls to tools not offered (one with
+    no tool at all) and one name offered by two tools, whose calls count for both, as a join gives."""
+    call = pa.struct([("function", pa.struct([("name", pa.string())]))])
+    message = pa.struct([("role", pa.string()), ("tool_calls", pa.list_(call))])
+    tool = pa.struct([("id", pa.string()), ("name", pa.string())])
+
+    def turn(role: str, *names: str) -> dict[str, Any]:
+        return {"role": role, "tool_calls": [{"function": {"name": n}} for n in names] or None}
+
+    rows = {
+        "id": ["t0", "t1", "t2"],
+        "messages": [
+            [turn("user"), turn("assistant", "a", "a"), turn("user"), turn("assistant", "c")],
+            [turn("user"), turn("assistant", "a")],
+            [turn("assistant", "b")],
+        ],
+        "tools": [
+            [{"id": "T1", "name": "a"}, {"id": "T2", "name": "b"}],
+            [{"id": "T1", "name": "a"}, {"id": "T3", "name": "a"}],
+            [],
+        ],
+    }
+    (tmp_path / "trajectories").mkdir()
+    schema = pa.schema([("id", pa.string()), ("messages", pa.list_(message)), ("tools", pa.list_(tool))])
+    pq.write_table(pa.table(rows, schema=schema), tmp_path / "trajectories" / "part-00000.parquet")
+    con = duckdb.connect()
+    try:
+        gather_calls(con, tmp_path)
+        assert _whole_view(con, "SELECT * FROM trajectory_shape") == [("t0", 2, 3), ("t1", 1, 1), ("t2", 0, 1)]
+        assert _whole_view(con, "SELECT tool_id, name, offered_in, calls FROM tool_use") == [
+            ("T1", "a", 2, 3),
+            ("T2", "b", 1, 0),
+            ("T3", "a", 1, 1),
+        ]
+        assert con.execute("SELECT sum(calls), sum(calls_to_unoffered) FROM call_totals").fetchall() == [(5, 2)]
+    finally:
+        con.close()

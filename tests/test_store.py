@@ -440,6 +440,16 @@ def test_views_exist_with_columns_on_an_empty_run(run: Path) -> None:
         assert from_table(con.sql("SELECT * FROM trajectories").arrow(), "trajectories") == []
 
 
+def test_a_cursor_of_the_catalog_sees_the_empty_tables_too(run: Path) -> None:
+    """The report runs figures on cursors of one catalog; an empty table must be there for them."""
+    write_shard(run, "tools", "s0", [weather_tool()])
+    with open_catalog(run) as con, con.cursor() as cursor:
+        for table in TABLES:
+            result = cursor.sql(f"SELECT * FROM {table}").to_arrow_table()
+            assert result.column_names == schema_for(table).names
+            assert result.num_rows == (1 if table == "tools" else 0)
+
+
 def test_sft_holds_only_accepted_trajectories_with_openai_tools(run: Path) -> None:
     write_judged_run(run)
     with open_catalog(run) as con:

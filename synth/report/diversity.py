@@ -10,6 +10,7 @@ counted over all tasks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import duckdb
@@ -74,43 +75,39 @@ class Diversity:
 def diversity(
     con: duckdb.DuckDBPyConnection, top: int, *, sample: int = DEFAULT_SAMPLE, threshold: float = DEFAULT_THRESHOLD
 ) -> Diversity:
-    categories, domains, effective = con.execute(
+    # Tasks per (category, domain) in one pass over tasks and agents: a few thousand groups at most,
+    # from which the counts, the entropy and the top categories follow.
+    groups = con.execute(
         """
-        WITH per AS (
-            SELECT coalesce(nullif(a.category, ''), '(none)') AS category, count(*) AS n
-            FROM tasks k LEFT JOIN agents a ON a.id = k.agent_id GROUP BY category
-        )
-        SELECT (SELECT count(*) FROM per),
-               (SELECT count(DISTINCT a.domain) FROM tasks k JOIN agents a ON a.id = k.agent_id),
-               (SELECT exp(-sum(n / total * ln(n / total))) FROM (SELECT n, sum(n) OVER () AS total FROM per))
+        SELECT coalesce(nullif(a.category, ''), '(none)') AS category, a.domain, count(*) AS n
+        FROM tasks k LEFT JOIN agents a ON a.id = k.agent_id GROUP BY ALL
         """
-    ).fetchall()[0]
-    top_categories = con.execute(
-        """
-        SELECT coalesce(nullif(a.category, ''), '(none)') AS category, count(*) AS n
-        FROM tasks k LEFT JOIN agents a ON a.id = k.agent_id GROUP BY category ORDER BY n DESC, category LIMIT ?
-        """,
-        [top],
     ).fetchall()
+    per_category: dict[str, int] = {}
+    for category, _, n in groups:
+        per_category[category] = per_category.get(category, 0) + int(n)
+    total = sum(per_category.values())
+    effective = math.exp(-sum(n / total * math.log(n / total) for n in per_category.values())) if total else None
+    ranked = sorted(per_category.items(), key=lambda item: (-item[1], item[0]))[:top]
     tasks, distinct = con.execute("SELECT count(*), count(DISTINCT lower(trim(prompt))) FROM tasks").fetchall()[0]
-    sampled, near = con.execute(
-        _SHINGLES + "SELECT count(*), count(*) FILTER (WHERE jaccard >= ?) FROM nearest", [sample, threshold]
-    ).fetchall()[0]
-    bins = dict(
-        con.execute(
-            _SHINGLES + "SELECT least(floor(jaccard * 10)::INTEGER, 9) AS bin, count(*) FROM nearest GROUP BY bin",
-            [sample],
+    bins = {
+        int(b): (int(n), int(near))
+        for b, n, near in con.execute(
+            _SHINGLES
+            + """SELECT least(floor(jaccard * 10)::INTEGER, 9) AS bin, count(*), count(*) FILTER (WHERE jaccard >= ?)
+            FROM nearest GROUP BY bin""",
+            [sample, threshold],
         ).fetchall()
-    )
+    }
     return Diversity(
-        categories=int(categories),
-        domains=int(domains),
-        effective_categories=None if effective is None else float(effective),
-        top_categories=[Ranked(str(name), int(n)) for name, n in top_categories],
+        categories=len(per_category),
+        domains=len({domain for _, domain, _ in groups if domain is not None}),
+        effective_categories=effective,
+        top_categories=[Ranked(name, n) for name, n in ranked],
         tasks=int(tasks),
         exact_duplicates=int(tasks) - int(distinct),
-        sample=int(sampled),
-        near_duplicates=int(near),
+        sample=sum(n for n, _ in bins.values()),
+        near_duplicates=sum(near for _, near in bins.values()),
         threshold=threshold,
-        nearest=[Bin(f"{b / 10:.1f}–{(b + 1) / 10:.1f}", (int(bins.get(b, 0)),)) for b in range(10)],
+        nearest=[Bin(f"{b / 10:.1f}–{(b + 1) / 10:.1f}", (bins.get(b, (0, 0))[0],)) for b in range(10)],
     )

@@ -331,44 +331,35 @@ def normalised(column: str) -> str:
     return f"trim({expression})"
 
 
+def _ranked_texts(source: str, text: str, keys: str = "") -> str:
+    """SQL ranking the `text` column of `source` (a SELECT) by its normalised label, with one raw text
+    each, per `keys` if given ("stage, "). The regular expressions run once per distinct text, not once
+    per row: a million rows often repeat a few thousand texts (the 1M-row bench: 194k rejection reasons,
+    581 distinct; 0.69 s against 0.05 s)."""
+    return f"""
+        WITH raw AS (SELECT {keys}{text} AS text, count(*) AS n FROM ({source}) GROUP BY ALL)
+        SELECT {keys}{normalised("text")} AS label, sum(n)::BIGINT AS n, min(text)
+        FROM raw GROUP BY ALL ORDER BY n DESC, {keys}label LIMIT ?
+        """
+
+
 def rejection_reasons(con: Connection, top: int) -> list[Ranked]:
     """Why rejected trajectories were rejected, normalised and ranked, with one raw reason each."""
     rows = _rows(
-        con,
-        f"""
-        SELECT {normalised("reason")} AS label, count(*) AS n, min(reason)
-        FROM (SELECT unnest(reasons) AS reason FROM verdicts WHERE NOT accepted)
-        GROUP BY label ORDER BY n DESC, label LIMIT ?
-        """,
-        [top],
+        con, _ranked_texts("SELECT unnest(reasons) AS reason FROM verdicts WHERE NOT accepted", "reason"), [top]
     )
     return [Ranked(str(label), int(n), str(example)) for label, n, example in rows]
 
 
 def stage_failures(con: Connection, top: int) -> list[tuple[str, Ranked]]:
     """(stage, reason) of items a stage could not produce, normalised and ranked."""
-    rows = _rows(
-        con,
-        f"""
-        SELECT stage, {normalised("reason")} AS label, count(*) AS n, min(reason)
-        FROM failures GROUP BY stage, label ORDER BY n DESC, stage, label LIMIT ?
-        """,
-        [top],
-    )
+    rows = _rows(con, _ranked_texts("SELECT stage, reason FROM failures", "reason", "stage, "), [top])
     return [(str(stage), Ranked(str(label), int(n), str(example))) for stage, label, n, example in rows]
 
 
 def model_errors(con: Connection, top: int) -> list[Ranked]:
     """Unusable model answers recorded during rollouts (the episode went on), normalised and ranked."""
-    rows = _rows(
-        con,
-        f"""
-        SELECT {normalised("error")} AS label, count(*) AS n, min(error)
-        FROM (SELECT unnest(errors) AS error FROM trajectories)
-        GROUP BY label ORDER BY n DESC, label LIMIT ?
-        """,
-        [top],
-    )
+    rows = _rows(con, _ranked_texts("SELECT unnest(errors) AS error FROM trajectories", "error"), [top])
     return [Ranked(str(label), int(n), str(example)) for label, n, example in rows]
 
 

@@ -150,8 +150,15 @@ def _table_view(
     files = [run_dir / relative for relative in live_files(RunLocation.of(run_dir), table, manifests)]
     if not files:
         # read_parquet fails on a glob that matches nothing; an empty table of the schema keeps
-        # the view (and the views built on it) valid. Shards written later need a new catalog.
-        con.register(table, schema_for(table).empty_table())
+        # the view (and the views built on it) valid. Shards written later need a new catalog. A
+        # table in the database, not the registered Arrow table itself: a registered object is seen
+        # by its own connection only, not by the cursors a report runs its figures on.
+        empty = f"empty_{table}"
+        con.register(empty, schema_for(table).empty_table())
+        try:
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM {empty}")
+        finally:
+            con.unregister(empty)
         return
     compacted = [(run_dir / f, m.rows(table)) for m in manifests if (f := m.file(table)) is not None]
     if compacted:
