@@ -9,30 +9,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
+from offline_runs import generate_run
 
-from synth.cli import app
 from synth.compaction import compact_run
 from synth.store import from_table, open_catalog, read_table, schema_for, to_table
 from synth.store.derived import view_columns
-
-RUN_ENV = ("SYNTH_PRESET", "SYNTH_TASKS", "SYNTH_SEED", "SYNTH_CONCURRENCY", "RAY_ADDRESS")
 
 
 @pytest.fixture(scope="module")
 def made_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twelve tasks in six shards of two, left as parts (written with the current schema)."""
     folder = tmp_path_factory.mktemp("derived")
-    config = folder / "config.toml"
-    config.write_text("[run]\ntasks = 12\nshard_size = 2\ntasks_per_agent = 2\nseed = 5\n")
-    run = folder / "run"
-    result = CliRunner().invoke(
-        app,
-        ["generate", "--runner", "inline", "-q", "--no-compact", "--config", str(config), "--out", str(run)],
-        env=dict.fromkeys(RUN_ENV, ""),
+    return generate_run(
+        folder / "run", tasks=12, seed=5, run_config="shard_size = 2\ntasks_per_agent = 2", compact=False
     )
-    assert result.exit_code == 0, result.output
-    return run
 
 
 @pytest.fixture()
