@@ -56,6 +56,11 @@ def _counts(run: Path) -> list[tuple[str, int, int]]:
     return rows
 
 
+def _aggregate_plan(run: Path) -> str:
+    with open_catalog(run) as con:
+        return "".join(row[1] for row in con.sql("EXPLAIN SELECT avg(message_count) FROM sft").fetchall())
+
+
 def test_a_written_trajectory_carries_its_message_count_and_reads_back_without_it(made_run: Path) -> None:
     records = read_table(made_run, "trajectories")
     data = to_table(records, "trajectories")
@@ -70,8 +75,7 @@ def test_a_current_run_stores_the_count_and_the_view_reads_it_without_the_messag
         assert "message_count" in pq.read_schema(part).names, part
     rows = _counts(run)
     assert rows and all(count == length for _, count, length in rows)
-    with open_catalog(run) as con:
-        plan = "".join(row[1] for row in con.sql("EXPLAIN SELECT avg(message_count) FROM sft").fetchall())
+    plan = _aggregate_plan(run)
     # The trajectories' scan reads the count, not the messages (whose decoding the column avoids).
     assert "message_count" in plan
     assert "messages" not in plan.replace("message_count", "")
@@ -96,6 +100,8 @@ def test_compaction_gives_parts_written_before_the_column_their_count(run: Path)
     assert data.num_rows == len(before)
     assert sorted(zip(*data.to_pydict().values(), strict=True)) == [(i, n) for i, n, _ in before]
     assert _counts(run) == before
+    # Every file now has the column, and the view reads it as stored (not from the messages).
+    assert "messages" not in _aggregate_plan(run).replace("message_count", "")
 
 
 def test_the_view_of_older_parts_replaces_a_missing_count_and_adds_an_absent_one() -> None:

@@ -165,9 +165,13 @@ def _table_view(
         source = "[" + ", ".join(sql_string(str(path)) for path in files) + "]"
     else:
         source = sql_string(f"{run_dir / table}/{SHARD_GLOB}")
-    ends = _end_schemas(list(dict.fromkeys([files[0], files[-1], *(path for path, _ in compacted)])), table)
+    checked = list(dict.fromkeys([files[0], files[-1], *(path for path, _ in compacted)]))
+    ends = _end_schemas(checked, table)
     _check_compacted_rows(compacted)
-    merged = not current_schema or _needs_union(ends, table)
+    # A run begun with an older schema merges its files' schemas, unless every file's was just read
+    # and is this synth's: a compacted run, whose older parts compaction gave the newer columns.
+    every_file_read = len(checked) == len(files)
+    merged = _needs_union(ends, table) or (not current_schema and not every_file_read)
     parts = f"read_parquet({source}{', union_by_name = true' if merged else ''})"
     try:
         columns = "*"
