@@ -57,7 +57,7 @@ def collect(run_dir: Path, *, per_outcome: int = 20, top: int = 12, resources: R
         # leaves reduced by Arrow and NumPy) and every other figure, each on its own cursor of this
         # catalog (one memory limit for all; a cursor's temporary tables are its own). Measured at 1M
         # rows (2 cores, `synth report`): 10.2-10.4 s one figure after another beside the funnel on a
-        # catalog of its own, 7.0-7.5 s in three streams (with the tool-use pass in NumPy).
+        # catalog of its own, 7.0-9.0 s in three streams (with the tool-use pass in NumPy).
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="synth-report") as beside:
             counted = beside.submit(_funnel, con.cursor(), run_dir)
             tool_use = beside.submit(_tool_figures, con.cursor(), run_dir, top)
