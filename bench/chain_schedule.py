@@ -13,11 +13,16 @@ L) under several orders for the limiter's waiters:
 - `fifo`: first come, first served;
 - `longest-total` (oracle): the chain's real total length, longest first (LPT, knows the future);
 - `longest-remaining` (oracle): the chain's real calls left, most first;
-- `estimated-remaining`: the runner's rule now: the agent and task calls first (so every open
-  chain's task exists early), then the most calls left by the task's own estimate
+- `estimated-remaining`: the runner's rule before the sure count: the agent and task calls first (so
+  every open chain's task exists early), then the most calls left by the task's own estimate
   (`synth.runners.shard.expected_calls`: its expected tools and the user exchanges its rubric kind
   and its agent's policy build in, as a runner can know them without seeing the future; a chain
-  past its estimate after those within theirs), then least advanced.
+  past its estimate after those within theirs), then least advanced;
+- `estimated-or-sure`: the runner's rule now: the same, with the calls left counted as the larger
+  of the estimate's and those the chain is sure to make from where it stands, as the episode tells
+  them before each call (`synth.envs.episode`): before a policy turn, it, the user's reply and the
+  judge; before a simulated tool call, the turn's tool calls still to run, then those three; before
+  the user's reply, it and the judge; before the judge, the judge.
 
 Each order is run twice: with the tool calls of one assistant turn played one after another (as the
 episode does) and concurrently up to each write (a simulated write changes the state the next call
@@ -63,18 +68,24 @@ class Chain:
     steps: list[int]
     estimate: int = 0
     """The calls after the task, as the runner expects them from the task (`expected_calls`)."""
+    sure: list[int] | None = None
+    """Per step, the calls the chain is sure to make from it on, as the episode tells the runner
+    before the step's calls (`episode_steps`); None for the steps of a chain without an episode."""
 
     @property
     def calls(self) -> int:
         return sum(self.steps)
 
 
-def episode_steps(trajectory: Trajectory, simulated: bool, parallel: bool) -> list[int]:
-    """The episode's model calls in order, as groups: policy turn, its tool calls, the user's reply."""
+def episode_steps(trajectory: Trajectory, simulated: bool, parallel: bool) -> tuple[list[int], list[int]]:
+    """The episode's model calls in order, as groups (policy turn, its tool calls, the user's reply),
+    and before each group the calls the runner is sure the chain makes still, the judge included."""
     effects = {tool.name: tool.effect for tool in trajectory.tools}
     traced = {change.tool_call_id: change for change in trajectory.state_trace}
     user_calls = next((u.usage.calls for u in trajectory.usage if u.role == "user"), 0)
     steps: list[int] = []
+    sure: list[int] = []
+    after_turn = 3  # a policy turn, the user's reply to a text answer, the judge
     replies = 0
     messages = trajectory.messages
     for index, message in enumerate(messages):
@@ -83,27 +94,36 @@ def episode_steps(trajectory: Trajectory, simulated: bool, parallel: bool) -> li
                 replies += 1
             continue
         steps.append(1)  # the policy call
+        sure.append(after_turn)
         if not message.tool_calls and index + 1 < len(messages) and messages[index + 1].role == "user":
             steps.append(1)  # the simulated user's reply
+            sure.append(2)
         if message.tool_calls:
+            left = len(message.tool_calls) if simulated else 0  # as the episode counts them: every call
             group = 0
             for call in message.tool_calls:
                 change = traced.get(call.id)
-                made = simulated and change is not None and not change.outcome.startswith(NO_MODEL_CALL)
-                if not made:
+                if not (simulated and change is not None and not change.outcome.startswith(NO_MODEL_CALL)):
+                    left = max(0, left - 1)  # answered without a model call
                     continue
                 if not parallel:
                     steps.append(1)
+                    sure.append(left + after_turn)
+                    left -= 1
                     continue
                 group += 1
                 if effects.get(call.function.name) == "write":  # the next call sees its state
                     steps.append(group)
+                    sure.append(left + after_turn)
+                    left -= group
                     group = 0
             if group:
                 steps.append(group)
+                sure.append(left + after_turn)
     if user_calls > replies:  # the user's last answer ended the episode (no message recorded)
         steps.append(1)
-    return [*steps]
+        sure.append(2)
+    return steps, sure
 
 
 def load_chains(run: Path, parallel: bool) -> list[Chain]:
@@ -118,16 +138,18 @@ def load_chains(run: Path, parallel: bool) -> list[Chain]:
         agent = agents[task.agent_id]
         index = agent_index.setdefault(agent.id, len(agent_index))
         steps = [1]  # the task
+        sure: list[int] | None = None
         trajectory = trajectories.get(task.id)
         if trajectory is not None:
-            steps += episode_steps(trajectory, agent.sandbox is None, parallel)
-            steps.append(1)  # the judge
+            episode, sure_from = episode_steps(trajectory, agent.sandbox is None, parallel)
+            steps += [*episode, 1]  # the judge last
+            sure = [0, *sure_from, 1]
         toolset = [tools[i] for i in agent.tool_ids if i in tools]
-        chains.append(Chain(slot, index, steps, expected_calls(task, agent, toolset, judge_samples=1)))
+        chains.append(Chain(slot, index, steps, expected_calls(task, agent, toolset, judge_samples=1), sure))
     return chains
 
 
-RULES = ("least-advanced", "fifo", "estimated-remaining", "longest-total", "longest-remaining")
+RULES = ("least-advanced", "fifo", "estimated-remaining", "estimated-or-sure", "longest-total", "longest-remaining")
 
 
 @dataclass
@@ -177,10 +199,12 @@ def simulate(
             return (-(c.calls + 1),)
         if rule == "longest-remaining":
             return (-(sum(c.steps[active.step :])),)
-        if rule == "estimated-remaining":  # the runner's rule (synth.llm.limiter.Chain.place)
+        if rule in ("estimated-remaining", "estimated-or-sure"):  # the runner's (synth.llm.limiter.Chain.place)
             if active.step == 0:
                 return (0, 0, active.made)  # before the task: make it first, so its estimate exists
             expected_end = active.made - (active.step - 1) + c.estimate
+            if rule == "estimated-or-sure" and c.sure is not None:
+                expected_end = max(expected_end, active.made + c.sure[active.step])
             return (1, active.made - expected_end, active.made)
         raise ValueError(rule)
 

@@ -177,3 +177,31 @@ async def test_a_thousand_episodes_at_once_share_nothing(build: Build) -> None:
     assert answers[0]["content"] == "only mine"
     assert all(answer.get("error") == "not_found" for answer in answers[1:])
     assert all(len(env.messages) == 4 for env in envs[1:]) and len(envs[0].messages) == 6
+
+
+async def test_before_each_call_the_episode_tells_the_scheduler_the_calls_it_is_sure_to_make_still(
+    build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run serves the chains with the most calls left first; the episode says, before each of
+    its calls, how many it and its verdict will make at least (the call about to go included)."""
+    told: list[int] = []
+    monkeypatch.setattr("synth.envs.episode.expect_at_least", told.append)
+    monkeypatch.setattr("synth.pipeline.judge.expect_at_least", told.append)
+    task = make_task()
+    ctx, _ = build(
+        {
+            "tool": [tool_answer({"order_id": "A1", "status": "shipped"}), tool_answer({"ok": True})],
+            "user": [Step(content="thanks ###STOP###")],
+            "judge": [full_marks(task)],
+        }
+    )
+    async with ToolUseEnv(_spec(ctx, task), ctx.client) as env:
+        await env.reset()
+        assert told == [3]  # the policy's turn, the user's reply to a text answer, the judge
+        await env.step(_calls(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"})))
+        # two simulated tool calls, then the next turn's three; after them, the next turn's three
+        assert told == [3, 5, 4, 3]
+        await env.step(Message(role="assistant", content="Order A1 has shipped."))
+        assert told == [3, 5, 4, 3, 2]  # the user's reply and the judge
+        await env.score()
+    assert told == [3, 5, 4, 3, 2, 1]

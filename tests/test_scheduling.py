@@ -14,7 +14,7 @@ import pytest
 
 from synth.llm.breaker import CircuitBreaker
 from synth.llm.errors import EndpointDown, EndpointRejected, JsonAnswerError, RetriesExhausted
-from synth.llm.limiter import AdaptiveLimiter, Chain, start_chain
+from synth.llm.limiter import AdaptiveLimiter, Chain, expect_at_least, start_chain
 from synth.pipeline.agents import CONFIRM_WRITES
 from synth.records import AgentSpec, Criterion, Persona, Rubric, Task, ToolSpec
 from synth.runners.budget import Coordinator, EndpointLoad, water_fill
@@ -118,6 +118,39 @@ def test_a_chain_place_orders_unestimated_first_then_most_calls_left_then_least_
     places = {"fresh": fresh, "short": short, "long": long, "overdue": overdue, "level": level}
     order = sorted(places, key=lambda name: places[name].place())
     assert order == ["fresh", "level", "long", "short", "overdue"]
+
+
+def test_a_chain_past_its_estimate_ranks_by_the_calls_it_is_sure_to_make_still() -> None:
+    short, overdue, playing = Chain(), Chain(), Chain()
+    short.expect(2)
+    overdue.expect(1)
+    overdue.calls = 3  # past its estimate, and nothing says it has more to do: last
+    playing.expect(1)
+    playing.calls = 3
+    playing.at_least(4)  # past its estimate too, but a turn of tool calls is under way
+    order = sorted({"short": short, "overdue": overdue, "playing": playing}.items(), key=lambda kv: kv[1].place())
+    assert [name for name, _ in order] == ["playing", "short", "overdue"]
+    # A lower bound never lowers the estimate, and the larger of two bounds holds.
+    estimated = Chain()
+    estimated.expect(6)
+    estimated.at_least(2)
+    assert estimated.place() == (1, -6, 0)
+    playing.at_least(1)
+    assert playing.place() == (1, -4, 3)
+
+
+async def test_expect_at_least_tells_the_current_chain_and_nothing_outside_one() -> None:
+    expect_at_least(5)  # outside any chain: a no-op
+
+    async def item() -> Chain:
+        chain = start_chain()
+        chain.expect(1)
+        chain.calls = 2
+        expect_at_least(3)
+        return chain
+
+    chain = await asyncio.create_task(item())
+    assert chain.place() == (1, -3, 2)
 
 
 async def test_waiters_of_chains_with_more_calls_expected_go_first() -> None:

@@ -24,6 +24,7 @@ from simulators.tool_simulator import ToolSimulator
 from simulators.user_simulator import UserSimulator
 from synth.envs.spec import EpisodeSpec
 from synth.llm.client import ChatClient
+from synth.llm.limiter import expect_at_least
 from synth.pipeline.context import derive_seed
 from synth.pipeline.judge import judge_with, reward
 from synth.records import (
@@ -137,6 +138,7 @@ class ToolUseEnv:
             Message(role="user", content=task.prompt),
         ]
         self._user_turns = 1
+        expect_at_least(self._calls_from_next_turn())
         return Observation(list(self.messages), self._tools)
 
     async def close(self) -> None:
@@ -165,12 +167,16 @@ class ToolUseEnv:
         if calls:
             if self._tool_calls + len(calls) > limits.max_tool_calls:
                 return await self._finish("max_tool_calls")
+            simulated = 0 if self.spec.agent.sandbox else len(calls)
             for call in calls:
+                expect_at_least(simulated + self._calls_after_step())
+                simulated = max(0, simulated - 1)
                 observations.append(await self._run_call(call, step))
             self.messages.extend(observations)
         else:
             if self._user_turns >= limits.max_turns:
                 return await self._finish("max_turns")
+            expect_at_least(1 + limits.judge_samples)
             reply = await self._user.next_turn(
                 self.spec.task, self.messages, seed=self.seed_for("user", self.spec.task.id, step)
             )
@@ -185,7 +191,25 @@ class ToolUseEnv:
             self._user_turns += 1
         if self.steps >= limits.step_bound():
             return await self._finish("max_turns", observations)
+        expect_at_least(self._calls_from_next_turn())
         return StepResult(observations)
+
+    # The calls this episode and its verdict are sure to make still, told to the run's scheduler
+    # before each call (`synth.llm.limiter.expect_at_least`: it serves the chains with the most calls
+    # left first, and an estimate from the task alone falls short for the longest episodes). A tool
+    # call counts as a model call unless the agent is sandboxed, as the runner's estimate counts it.
+
+    def _calls_from_next_turn(self) -> int:
+        """The next policy turn, the user's reply to a text answer (while the user has turns left),
+        the judge's samples."""
+        limits = self.spec.settings
+        return 1 + int(self._user_turns < limits.max_turns) + limits.judge_samples
+
+    def _calls_after_step(self) -> int:
+        """Once the step under way has made its calls: the next turn's, unless the step bound ends
+        the episode, then the judge's."""
+        limits = self.spec.settings
+        return self._calls_from_next_turn() if self.steps < limits.step_bound() else limits.judge_samples
 
     async def end(self, reason: StopReason = "max_turns") -> StepResult:
         """End the episode where it stands, for a trainer that stops it (its token or turn budget);

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.arguments import argument_problem
 from synth.llm.client import ChatClient
+from synth.llm.limiter import expect_at_least
 from synth.pipeline.context import Context
 from synth.records import CheckResult, CriterionScore, Message, Task, Trajectory, Usage, Verdict
 
@@ -115,6 +116,7 @@ async def judge_with(
     spent = Usage()
     answers: list[dict[str, CriterionScore]] = []
     for sample in range(samples):
+        expect_at_least(samples - sample)  # the chain's last calls: the scheduler ranks it by them
         # A failed call (ModelCallError) propagates: an unreachable judge is no verdict at all,
         # never a rejection with score 0 (which resume would then keep forever).
         answer, usage = await client.chat_json(
