@@ -364,3 +364,72 @@ def _tool(name: str, effect: str) -> ToolSpec:
     return ToolSpec(
         id=name, name=name, description=name, parameters={"type": "object", "properties": {}}, effect=effect
     )
+
+
+# ---------------------------------------------------------------- worker
+
+
+class _Shards:
+    """A shard source handing out `count` plans of `size` slots; records the order of events."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.plans = [ShardPlan(i, i * size, (i + 1) * size) for i in range(count)]
+        self.handed: list[int] = []
+
+    async def next_shard(self) -> ShardPlan | None:
+        if not self.plans:
+            return None
+        plan = self.plans.pop(0)
+        self.handed.append(plan.index)
+        return plan
+
+    async def finished(self, outcome: object) -> None:  # pragma: no cover - no shard runs here
+        raise AssertionError("not used")
+
+
+class _Up:
+    def down(self) -> str | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("slots", "open_at_once", "open_with_one_slot_left"),
+    [
+        (100, 2, 2),  # 51 slots of 100 still held: no room for 50 more
+        (120, 2, 3),
+        (99, 2, 3),  # room for less than two shards: they overlap as soon as a slot frees
+        (60, 2, 3),
+    ],
+)
+async def test_a_worker_opens_a_shard_only_when_all_its_slots_can_start(
+    slots: int, open_at_once: int, open_with_one_slot_left: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot waiting for a free slot has no task, so no estimate, and starts after most of the run;
+    a worker with room for two shards or more takes one only when every slot of it can start."""
+    from synth.config import SynthConfig
+    from synth.runners.tool_supply import ToolSupply
+    from synth.runners.worker import Worker
+
+    config = SynthConfig.model_validate({"run": {"shard_size": 50, "tasks_per_agent": 2}})
+    source = _Shards(count=4, size=50)
+    worker = Worker(config, None, ToolSupply(), _Up(), source, slots)  # type: ignore[arg-type]
+    opened: list[int] = []
+
+    def open_(plan: ShardPlan) -> None:  # the slots stay open until the test ends them
+        opened.append(plan.index)
+        worker._unfinished += plan.end_slot - plan.first_slot
+
+    monkeypatch.setattr(worker, "_open", open_)
+    running = asyncio.create_task(worker.run())
+    await settle(20)
+    assert opened == list(range(open_at_once))
+    for _ in range(49):  # all but one slot of the first shard end: the room is not a shard's yet
+        worker._unfinished -= 1
+        worker._room.set()
+        await settle(5)
+    assert len(opened) == open_with_one_slot_left
+    while not running.done():  # every open slot ends, again and again, until the source is empty
+        worker._unfinished = 0
+        worker._room.set()
+        await settle(5)
+    assert opened == [0, 1, 2, 3]

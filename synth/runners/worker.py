@@ -8,6 +8,13 @@ shared by its shards through `ChatClient.session`); the slot count only keeps en
 to fill them. A shard commits when its last slot ends (and not before the tools stage has made the
 tools: a worker starts with the sandboxes' toolsets only, see `synth.runners.tool_supply`).
 
+A worker that holds room for two shards or more opens a shard only when every slot of it can start
+at once. A slot that waits for a free slot has no task yet, so the endpoints know nothing of its
+length, and it starts after most of the run: a worker that took one shard more than its slots held
+(Ray deals shards to whichever worker asks) had its last slots make the run's tail while the other
+worker had room to spare. With fewer slots (a small `run.concurrency`) shards overlap, as soon as a
+slot is free, so that the slots of a shard's slowest chains are not left idle.
+
 When an endpoint goes down (its circuit breaker opened) the worker opens nothing more, cancels its
 open shards (each keeps its failures, with the endpoint's reason, and no marker), and returns the
 reason. Cancelling the worker (Ctrl-C) does the same.
@@ -24,7 +31,7 @@ from synth.config import SynthConfig
 from synth.llm.client import ChatClient
 from synth.runners.budget import NextShard, ShardOutcome
 from synth.runners.common import build_context
-from synth.runners.plan import ShardPlan
+from synth.runners.plan import ShardPlan, shard_slots
 from synth.runners.shard import OpenShard
 from synth.runners.tool_supply import ToolSupply
 from synth.store import write_shard
@@ -71,7 +78,7 @@ class Worker:
         """Work until the source has no more shards; the reason when an endpoint went down."""
         try:
             while self._client.down() is None:
-                while self._unfinished >= self._slots and self._client.down() is None:
+                while not self._room_for_a_shard() and self._client.down() is None:
                     self._room.clear()
                     await self._room.wait()
                 if self._client.down() is not None:
@@ -90,6 +97,12 @@ class Worker:
                 await asyncio.gather(*self._shards, return_exceptions=True)
             raise
         return self._client.down()
+
+    def _room_for_a_shard(self) -> bool:
+        shard_size = shard_slots(self._config.run)
+        if 2 * shard_size > self._slots:
+            return self._unfinished < self._slots
+        return self._unfinished + shard_size <= self._slots
 
     async def _idle(self) -> None:
         """Wait a poll interval, or less if a shard ends meanwhile."""
