@@ -57,14 +57,19 @@ def _schema(message: pa.StructType) -> pa.Schema:
     )
 
 
+HF_FREE_TEXT = ("content", "arguments", "reasoning_content", "tools")
+"""The file's long text fields: written without min/max statistics (`synth.export.sinks.ParquetSink`)."""
+
 HF_SCHEMA = _schema(MESSAGE)
 HF_TRAIN_SCHEMA = _schema(MESSAGE_WITH_TRAIN)
 """The hf schema with `--weight-flagged`: each message also has `train`."""
 
 
-def hf_columns_sql(*, reasoning: bool, weights: bool) -> str:
+def hf_columns_sql(*, reasoning: bool, weights: bool, indexed_tools: bool = False) -> str:
     """SQL select list: the file's columns (in `HF_SCHEMA` order, `HF_TRAIN_SCHEMA` with `weights`)
-    from a row of the sft query. `reasoning` keeps reasoning_content (null otherwise)."""
+    from a row of the sft query. `reasoning` keeps reasoning_content (null otherwise). `indexed_tools`:
+    the row's `tools` is its toolset's number (`synth.export.toolsets.INDEX_SQL`), passed on as it is
+    for the writer to make a dictionary column of (`synth.export.sinks.ParquetSink`)."""
     calls = (
         "CASE WHEN len(m.tool_calls) > 0 THEN list_transform(m.tool_calls, lambda c: {'id': c.id, 'type': 'function', "
         "'function': {'name': c.function.name, 'arguments': coalesce(nullif(c.function.arguments, ''), '{}')}}) END"
@@ -79,7 +84,8 @@ def hf_columns_sql(*, reasoning: bool, weights: bool) -> str:
     if weights:
         fields.append(f"'train': m.role = 'assistant' AND NOT {flagged_turn_sql('m', 'tools')}")
     message = "{" + ", ".join(fields) + "}"
-    return f"list_transform(messages, lambda m: {message}) AS messages, {_SCALARS}"
+    tools = "tools" if indexed_tools else "coalesce(tools, '[]') AS tools"
+    return f"list_transform(messages, lambda m: {message}) AS messages, {tools}, {_SCALARS}"
 
 
 def hf_line_sql(*, reasoning: bool, weights: bool, end: str = "") -> str:
@@ -114,4 +120,4 @@ def hf_line_sql(*, reasoning: bool, weights: bool, end: str = "") -> str:
     return f"'{{\"messages\":[' || {messages} || ']' || {scalars} || {close}"
 
 
-_SCALARS = "coalesce(tools, '[]') AS tools, trajectory_id, task_id, rubric_kind, score, accepted"
+_SCALARS = "trajectory_id, task_id, rubric_kind, score, accepted"

@@ -17,6 +17,7 @@ serialise to exactly the agent's list; otherwise the export serialises each row'
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from synth.store.catalog import openai_tools_sql
 
@@ -57,6 +58,9 @@ _SAMPLE_DISAGREES = f"""SELECT count(*) FROM (
 ) AS t JOIN {AGENT_TOOLSETS} AS a ON a.agent_id = t.agent_id JOIN {TOOLSETS} AS s ON s.toolset = a.toolset
 WHERE t.tools IS DISTINCT FROM s.tools"""
 
+INDEX_SQL = "coalesce(agent_toolset.toolset, 0)"
+"""With `JOIN_SQL`: a row's toolset as a position in `toolset_texts` (0: none, the empty list)."""
+
 JOIN_SQL = f"""
 LEFT JOIN {AGENT_TOOLSETS} AS agent_toolset ON agent_toolset.agent_id = s.agent_id
 LEFT JOIN {TOOLSETS} AS toolset ON toolset.toolset = agent_toolset.toolset"""
@@ -72,3 +76,13 @@ def register_agent_tools(con: duckdb.DuckDBPyConnection) -> bool:
         if found:
             return False
     return True
+
+
+def toolset_texts(con: duckdb.DuckDBPyConnection) -> pa.Array:
+    """The tools list of each toolset of `register_agent_tools`, at its number (position 0: `[]`, what
+    a row without a toolset has), so `INDEX_SQL` picks a row's text from it."""
+    table = con.sql(f"SELECT toolset, tools FROM {TOOLSETS} ORDER BY toolset").to_arrow_table()
+    numbers = table.column("toolset").to_pylist()
+    if numbers != list(range(1, len(numbers) + 1)):  # row_number() made them: 1, 2, ... with no gap
+        raise AssertionError(f"{TOOLSETS} is not numbered 1..{len(numbers)}")
+    return pa.concat_arrays([pa.array(["[]"], pa.string()), table.column("tools").combine_chunks().cast(pa.string())])
