@@ -158,7 +158,7 @@ def run_measured(
     sample_s: float = 0.2,
     on_sample: Callable[[float], None] | None = None,
 ) -> Measured:
-    """Run `command` to its end, sampling it every `sample_s`. The peak RSS is the last VmHWM read (a
+    """Run `command` to its end, sampling it every `sample_s`. The peak RSS is the largest VmHWM read (a
     peak reached in the last `sample_s` before exit can be missed); the tree CPU is the larger of the
     largest sample of the process tree and what wait4 reports (the process and what it reaped): a
     lower bound, as descendants that leave the tree unreaped take their last `sample_s` with them.
@@ -173,7 +173,9 @@ def run_measured(
                 if pid:
                     break
                 with contextlib.suppress(OSError):  # it may exit between wait4 and the reads
-                    cpu, rss = process_cpu_s(process.pid), peak_rss_mb(process.pid)
+                    # The largest reads: an exited process not yet reaped (a zombie) has no VmHWM,
+                    # and its read of 0 must not replace the peak read before.
+                    cpu, rss = max(cpu, process_cpu_s(process.pid)), max(rss, peak_rss_mb(process.pid))
                     # The largest sample: at shutdown, descendants killed but not reaped by one of
                     # the tree (Ray's workers, when their raylet goes first) drop out of it.
                     tree = max(tree, tree_cpu_s(process.pid))
