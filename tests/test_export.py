@@ -523,6 +523,7 @@ def test_small_batches_give_the_same_file(
     monkeypatch.setattr(sink, method, counting)
     monkeypatch.setattr(export_core, "BATCH_ROWS", 3)
     monkeypatch.setattr(export_core, "SHAPED_BATCH_ROWS", 3)
+    monkeypatch.setattr(export_core, "SHAPED_PARQUET_BATCH_ROWS", 3)
     target = tmp_path / f"small.{SUFFIX[fmt]}"
     result = _export(run_dir, fmt, target)
     assert result.exit_code == 0, result.output
@@ -564,6 +565,7 @@ def test_a_failure_mid_export_leaves_no_file(
     monkeypatch.setattr(sink, method, failing)
     monkeypatch.setattr(export_core, "BATCH_ROWS", 2)
     monkeypatch.setattr(export_core, "SHAPED_BATCH_ROWS", 2)
+    monkeypatch.setattr(export_core, "SHAPED_PARQUET_BATCH_ROWS", 2)
     target = tmp_path / f"out.{SUFFIX[fmt]}"
     if existing:
         target.write_text("the previous export\n")
