@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -15,6 +14,7 @@ import typer
 from synth.cli_tools import tools_app
 from synth.config import ConfigError, check_keys, load_config
 from synth.records import ToolSpec
+from synth.termination import run_until_terminated
 
 if TYPE_CHECKING:
     import duckdb
@@ -156,7 +156,7 @@ def generate(
             typer.echo(line, err=True)
 
     try:
-        result = asyncio.run(
+        result = run_until_terminated(
             run_generate(
                 settings,
                 run_dir,
@@ -228,7 +228,7 @@ def doctor(
     except ConfigError as exc:
         _fail(str(exc))
         return
-    checks = asyncio.run(run_doctor(settings.endpoints(os.environ), os.environ))
+    checks = run_until_terminated(run_doctor(settings.endpoints(os.environ), os.environ))
     typer.echo(render_checks(checks))
     if any(not check.ok for check in checks):
         raise typer.Exit(1)

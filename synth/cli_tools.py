@@ -6,7 +6,6 @@ reads it and `synth generate --tools DIR` starts from it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 
 from synth.config import ConfigError, SynthConfig, check_keys, load_config
 from synth.records import ToolSpec
+from synth.termination import run_until_terminated
 
 if TYPE_CHECKING:
     from synth.pipeline.placement import PlacementSummary
@@ -63,7 +63,7 @@ def generate_tools(
     def progress(stage: str, done: int, total: int) -> None:
         typer.echo(f"  {stage:<8} {done}/{total}", err=True)
 
-    summary = asyncio.run(build_tool_repository(settings, repo, target, os.environ, progress))
+    summary = run_until_terminated(build_tool_repository(settings, repo, target, os.environ, progress))
     (repo / "dedup-report.json").write_text(json.dumps([m._asdict() for m in summary.merged], indent=1))
     typer.echo(
         f"{repo}: {summary.tools} tools in {summary.categories} categories and {summary.domains} domains; "
@@ -111,8 +111,8 @@ def import_tools(
         servers += [parse_server(url=u, start_timeout_s=timeout, call_timeout_s=timeout) for u in mcp_url or []]
         if place:
             check_keys({"generator": settings.endpoints(os.environ)["generator"]}, os.environ)
-        report, live = asyncio.run(import_all(paths or [], servers))
-        placement = asyncio.run(_place(report.accepted, settings)) if place else None
+        report, live = run_until_terminated(import_all(paths or [], servers))
+        placement = run_until_terminated(_place(report.accepted, settings)) if place else None
         repo = prepare_run_folder(out, settings)
     except (SpecFileError, McpServerError, ConfigError, RunFolderError) as exc:
         _fail(str(exc))  # nothing has been written yet

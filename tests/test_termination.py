@@ -5,17 +5,21 @@ sends SIGTERM and looks at what is left."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from offline_runs import generate_run
 
-from synth.termination import TERMINATED_EXIT_CODE
+from synth.termination import TERMINATED_EXIT_CODE, run_until_terminated
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -109,3 +113,41 @@ def test_a_terminated_generate_says_how_to_resume_and_resumes(tmp_path: Path) ->
     resumed = subprocess.run([*command[:5], str(run), "--resume", "--quiet"], capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "400 tasks" in resumed.stdout and "(done)" in resumed.stdout
+
+
+def _process_wide(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(99)  # what a handler raising anywhere in the loop would do: not this path
+
+
+def test_sigterm_in_an_event_loop_cancels_the_run_through_its_cleanups_then_exits_143() -> None:
+    """The loop takes SIGTERM (a callback between the others), not a handler raising wherever the main
+    thread is: raised inside the callback that wakes a task, that task's wake-up was lost and
+    `asyncio.run` waited for it forever. Many `to_thread` results arrive while the signal comes."""
+    cleaned: list[bool] = []
+
+    async def work() -> None:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        try:
+            while True:
+                await asyncio.gather(*(asyncio.to_thread(time.sleep, 0.001) for _ in range(20)))
+        finally:
+            cleaned.append(True)
+
+    previous = signal.signal(signal.SIGTERM, _process_wide)
+    try:
+        with pytest.raises(SystemExit) as raised:
+            run_until_terminated(work())
+        assert raised.value.code == TERMINATED_EXIT_CODE and cleaned == [True]
+        assert signal.getsignal(signal.SIGTERM) is _process_wide  # given back after the loop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_run_until_terminated_returns_what_the_coroutine_returns() -> None:
+    async def answer() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_until_terminated(answer()) == 42
+    assert signal.getsignal(signal.SIGTERM) is before
