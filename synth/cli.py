@@ -14,7 +14,7 @@ import typer
 from synth.cli_tools import tools_app
 from synth.config import ConfigError, check_keys, load_config
 from synth.records import ToolSpec
-from synth.termination import run_until_terminated
+from synth.termination import exit_cleanly_on_sigterm, run_until_terminated
 
 if TYPE_CHECKING:
     import duckdb
@@ -31,8 +31,6 @@ app.add_typer(tools_app, name="tools")
 
 def main() -> None:
     """The `synth` console command: the app, with SIGTERM unwinding through its cleanups."""
-    from synth.termination import exit_cleanly_on_sigterm
-
     exit_cleanly_on_sigterm()
     app(prog_name="synth")
 

@@ -6,7 +6,9 @@ stays in the temporary folder, a run's half-written part file stays beside its t
 `SystemExit` instead, it unwinds the command like any error: every `except BaseException`/`finally`
 that removes such files runs, and the exit code is still the signal's (128 + 15). Installed by the
 console entry point only (`synth.cli.main`), not on import, so a program that imports synth keeps its
-own handlers.
+own handlers. A command that runs an event loop takes SIGTERM through the loop instead while it runs
+(`run_until_terminated`): raised in the middle of the loop's own work, the exception could lose a
+task's wake-up and hang the command.
 """
 
 from __future__ import annotations
