@@ -45,7 +45,8 @@ BATCH_ROWS = 1000
 WRITES_AHEAD = 2
 """Shaped batches fetched but not yet written, at most (memory: a batch is ~13 MB of OpenAI lines)."""
 SHAPED_BATCH_ROWS = 2048
-"""Rows per batch (and per Parquet row group) for the formats DuckDB shapes: ~13 MB of OpenAI lines.
+"""Rows per batch for the JSON Lines formats DuckDB shapes (openai; hf with object arguments): ~13 MB
+of OpenAI lines.
 16,384 gave no more speed and 930 MB peak RSS instead of ~690 MB at 100k rows; 4,096 (~27 MB, whose
 Arrow buffers DuckDB grows to 32 MB and more) took more page faults than 2,048 on the openai export
 at 1M rows (0.99-1.11M against 0.56-0.70M, 4.3-4.4 against 3.1-3.5 system CPU-s, two runs each)."""
